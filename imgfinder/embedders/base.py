@@ -1,0 +1,93 @@
+"""The embedder contract: batches of images or texts in, L2-normalised float32 rows out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class Embedder(ABC):
+    """Maps images and texts into one space where cosine similarity means relatedness.
+
+    `prepare_image` is thread-safe and cheap, so the indexing pipeline runs it in its decode
+    pool ahead of `embed_prepared`, which is where the model's time goes.
+    """
+
+    #: side of the square input, in pixels; decoders reduce images to about this size
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+
+    @property
+    @abstractmethod
+    def key(self) -> str:
+        """Changes whenever the vectors would change (model, weights, preprocessing, runtime)."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of each embedding row."""
+
+    @abstractmethod
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """Embed float32[n, 3, S, S] prepared images into float32[n, dim] unit rows."""
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts into float32[n, dim] unit rows."""
+
+    def prepare_image(self, image: Image.Image) -> np.ndarray:
+        """Resize (shortest side), centre-crop and normalise one RGB image to float32[3, S, S]."""
+        return resize_center_crop_normalize(image, self.image_size, self.mean, self.std)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed PIL images (any mode) into float32[n, dim] unit rows."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = np.stack([self.prepare_image(to_rgb(image)) for image in images])
+        return self.embed_prepared(batch)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB view of an image, compositing transparency onto white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def resize_center_crop_normalize(
+    image: Image.Image,
+    size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> np.ndarray:
+    """CLIP-style preprocessing in Pillow + numpy, with no torch import."""
+    image = to_rgb(image)
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows in float32; zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
