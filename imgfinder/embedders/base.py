@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from imgfinder.media.images import to_rgb
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -52,18 +54,6 @@ class Embedder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         batch = np.stack([self.prepare_image(to_rgb(image)) for image in images])
         return self.embed_prepared(batch)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB view of an image, compositing transparency onto white."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def resize_center_crop_normalize(

@@ -1,0 +1,16 @@
+# CPU image for imgfinder; the app listens on 8501 inside the container.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt pyproject.toml README.md ./
+RUN pip install -r requirements.txt
+COPY . .
+RUN pip install --no-deps -e . && imgfinder demo build --collection indexes/demo
+
+EXPOSE 8501
+ENV IMGFINDER_COLLECTION=indexes/demo
+# Inside a container the app must listen on all interfaces to be reachable from the host.
+CMD ["streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501"]

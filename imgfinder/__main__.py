@@ -1,0 +1,3 @@
+from imgfinder.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""`imgfinder` command line: index, search, info, models, demo, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from imgfinder.errors import ImgFinderError
+
+app = typer.Typer(
+    help="Semantic search over your own photos and videos, offline on a CPU.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+_state: dict[str, Any] = {"debug": False}
+
+CollectionOpt = Annotated[
+    str, typer.Option("--collection", "-c", help="Collection name (under ./indexes) or path.")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model key from `imgfinder models list`.")
+]
+IndexerOpt = Annotated[
+    str,
+    typer.Option("--indexer", "-i", help="exact (the original's 'dummy'), faiss, hnsw, qdrant."),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Indexer parameter NAME=VALUE, e.g. factory=HNSW32."),
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each skipped file.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _parse_params(params: list[str] | None) -> dict[str, Any]:
+    from imgfinder.errors import ConfigError
+
+    parsed: dict[str, Any] = {}
+    for item in params or []:
+        if "=" not in item:
+            raise ConfigError(f"indexer parameter '{item}' is not NAME=VALUE")
+        name, value = item.split("=", 1)
+        try:
+            parsed[name] = json.loads(value)
+        except ValueError:
+            parsed[name] = value
+    return parsed
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:6.1f} files/s" if speed else "   ... files/s", style="cyan")
+
+
+def _open_model(collection: str, model: str | None, indexer: str, params: list[str] | None):
+    from imgfinder.search import SearchModel
+
+    return SearchModel(collection, model, indexer=indexer, indexer_params=_parse_params(params))
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    indexer: IndexerOpt = "exact",
+    param: ParamOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Index (or re-index incrementally) folders of images and videos."""
+    search_model = _open_model(collection, model, indexer, param, create=True)
+    labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
+    with Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=as_json or not errors.is_terminal,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(event) -> None:
+            if event.phase not in tasks:
+                tasks[event.phase] = bar.add_task(labels.get(event.phase, event.phase), total=None)
+            bar.update(tasks[event.phase], completed=event.done, total=event.total or None)
+
+        report = search_model.index(
+            paths, progress=on_progress, batch_size=batch_size, workers=workers
+        )
+    search_model.vector_index()
+    summary = report.summary()
+    if as_json:
+        summary["skipped_files"] = [{"path": s.path, "reason": s.reason} for s in report.skipped]
+        console.print_json(json.dumps(summary))
+        return
+    table = Table(title=f"collection {search_model.collection.dir}", show_header=False)
+    for key in ("indexed", "unchanged", "renamed", "removed", "frames", "skipped", "seconds"):
+        table.add_row(key, str(summary[key]))
+    for reason, count in report.skipped_by_reason().items():
+        table.add_row(f"  skipped: {reason}", str(count))
+    if report.cancelled:
+        table.add_row("cancelled", "yes — run again to resume")
+    console.print(table)
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="Text query, Russian or English.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Find images like this one.")
+    ] = None,
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    indexer: IndexerOpt = "exact",
+    param: ParamOpt = None,
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 20,
+    threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Search a collection by text or by example image."""
+    from imgfinder.errors import ConfigError
+
+    if (query is None) == (image is None):
+        raise ConfigError("give either a text query or --image FILE")
+    search_model = _open_model(collection, model, indexer, param)
+    if image is not None:
+        hits = search_model.search_image(image, k=k, threshold=threshold)
+    else:
+        hits = search_model.search_text(query or "", k=k, threshold=threshold)
+    if as_json:
+        console.print_json(json.dumps([hit.to_dict() for hit in hits]))
+        return
+    if not hits:
+        errors.print("no results" + (f" above {threshold}" if threshold is not None else ""))
+        return
+    for hit in hits:
+        console.print(Text(_format_hit(hit)))
+
+
+def _format_hit(hit) -> str:
+    from imgfinder.timefmt import format_timestamp
+
+    if hit.kind == "video" and hit.t_start is not None:
+        span = f"{format_timestamp(hit.t_start)}–{format_timestamp(hit.t_end)}"
+        return f"{hit.path}  {span}  {hit.score:.3f}"
+    return f"{hit.path}  {hit.score:.3f}"
+
+
+@app.command()
+def info(
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show what a collection holds."""
+    from imgfinder.collection import Collection, resolve_collection
+
+    target = Collection(resolve_collection(collection), create=False)
+    catalog = target.catalog
+    details = {
+        "collection": str(target.dir),
+        "format_version": target.manifest.get("format_version"),
+        "model": target.manifest.get("model"),
+        "embedders": target.manifest.get("embedders", {}),
+        "roots": catalog.roots(),
+        **catalog.counts(),
+    }
+    if as_json:
+        console.print_json(json.dumps(details))
+        return
+    table = Table(show_header=False)
+    for key, value in details.items():
+        table.add_row(
+            key,
+            Text(json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value),
+        )
+    console.print(table)
+
+
+demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("build")
+def demo_build(
+    folder: Annotated[Path, typer.Option(help="Where to generate the demo media.")] = Path(
+        "demo_data"
+    ),
+    collection: CollectionOpt = "demo",
+    images: Annotated[int, typer.Option(help="How many demo images to generate.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 2024,
+) -> None:
+    """Generate the demo folder (images and videos with known events) and index it."""
+    from imgfinder.collection import resolve_collection
+    from imgfinder.demo_collection import build_demo
+
+    target = resolve_collection(collection)
+    errors.print(f"building the demo collection {target} from {folder} ...")
+    report = build_demo(folder, target, images=images, seed=seed)
+    summary = report.summary()
+    errors.print(
+        f"demo ready: {summary['indexed']} files indexed ({summary['frames']} video frames), "
+        f"{summary['unchanged']} unchanged, {summary['skipped']} skipped "
+        f"in {summary['seconds']} s"
+    )
+
+
+def main() -> None:
+    """Entry point: one clear line on errors, tracebacks only with --debug."""
+    try:
+        app()
+    except ImgFinderError as exc:
+        if _state["debug"]:
+            raise
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted; run the same command again to resume")
+        sys.exit(130)

@@ -1,0 +1,156 @@
+"""HNSW graph search through nmslib (method "hnsw", space "cosinesimil").
+
+nmslib can neither delete points nor grow a built graph cheaply, so this indexer keeps the
+float32 vectors and ids itself and treats the graph as a cache: any add or remove drops it,
+and the next search (or save) rebuilds it over all current vectors. Bulk loading therefore
+costs one build, not one per batch; interleaving single adds with searches costs a rebuild
+each time, which is the price of nmslib's static graph. The price in memory is two copies of
+the vectors (ours and nmslib's).
+
+nmslib reports distances 1 - cos; scores are converted back to cosine similarities.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgfinder.atomic import atomic_write_file
+from imgfinder.errors import IndexerError
+from imgfinder.indexers.base import Indexer, empty_result
+from imgfinder.indexers.exact import (
+    DATA_FILE,
+    VectorStore,
+    as_ids,
+    as_vectors,
+    check_k,
+    finish,
+    import_extra,
+    load_npz,
+    positive_int,
+    save_npz,
+    unit_queries,
+)
+
+
+class HnswIndexer(Indexer):
+    """nmslib HNSW over our own vector store; the graph is rebuilt lazily after changes."""
+
+    name = "hnsw"
+
+    def __init__(
+        self, dim: int, *, M: int = 16, efConstruction: int = 200, efSearch: int = 128
+    ) -> None:
+        super().__init__(
+            positive_int("dim", dim),
+            M=positive_int("M", M),
+            efConstruction=positive_int("efConstruction", efConstruction),
+            efSearch=positive_int("efSearch", efSearch),
+        )
+        self._nmslib: Any = import_extra("nmslib", "nmslib", "hnsw")
+        self._store = VectorStore(self.dim)
+        self._graph: Any = None  # built over the store's rows as they are now, or None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vectors = as_vectors(ids, vectors, self.dim)
+        if len(ids):
+            self._store.add(ids, vectors)
+            self._graph = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        if self._store.remove(as_ids(ids)):
+            self._graph = None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = check_k(k)
+        queries = unit_queries(queries, self.dim)
+        size, nq = len(self._store), len(queries)
+        if size == 0 or nq == 0:
+            return empty_result(nq, k)
+        graph = self._built_graph()
+        top = min(k, size)
+        if nq == 1:
+            answers = [graph.knnQuery(queries[0], k=top)]
+        else:
+            answers = graph.knnQueryBatch(queries, k=top, num_threads=0)
+        rows = np.full((nq, top), -1, dtype=np.int64)
+        distances = np.full((nq, top), np.inf, dtype=np.float32)
+        for i, (found, dist) in enumerate(answers):
+            rows[i, : len(found)] = found
+            distances[i, : len(dist)] = dist
+        ids = np.where(rows >= 0, self._store.ids[np.maximum(rows, 0)], -1)
+        return finish(1.0 - distances, ids, k)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def _save_data(self, directory: Path) -> None:
+        # The graph goes under a fresh name that the vectors file records, so an interrupted
+        # save never pairs a graph with the wrong vectors.
+        graph_name = ""
+        if len(self._store):
+            graph = self._built_graph()
+            graph_name = f"hnsw-{secrets.token_hex(8)}.nmslib"
+            atomic_write_file(
+                directory / graph_name, lambda tmp: graph.saveIndex(tmp, save_data=False)
+            )
+        save_npz(
+            directory / DATA_FILE,
+            ids=self._store.ids,
+            vectors=self._store.vectors,
+            graph_file=np.array(graph_name),
+        )
+        for stale in directory.glob("hnsw-*.nmslib"):
+            if stale.name != graph_name:
+                stale.unlink(missing_ok=True)
+
+    def _load_data(self, directory: Path) -> None:
+        data = load_npz(directory / DATA_FILE, ("ids", "vectors", "graph_file"))
+        self._store.load(data["ids"], data["vectors"])
+        self._graph = None
+        graph_name = str(data["graph_file"])
+        if not graph_name:
+            return
+        path = directory / graph_name
+        if not graph_name.startswith("hnsw-") or path.name != graph_name:
+            raise IndexerError(f"{directory / DATA_FILE} names a bad graph file {graph_name!r}")
+        if not path.is_file():
+            return  # the vectors are the truth; the graph is rebuilt on first search
+        graph = self._new_graph()
+        try:
+            graph.loadIndex(str(path), load_data=False)
+        except (RuntimeError, ValueError) as exc:
+            raise IndexerError(f"cannot read HNSW graph {path}: {exc}") from exc
+        graph.setQueryTimeParams({"efSearch": self.params["efSearch"]})
+        self._graph = graph
+
+    def _new_graph(self) -> Any:
+        """An nmslib index holding the store's vectors in row order (nmslib ids = rows)."""
+        nmslib = self._nmslib
+        graph = nmslib.init(
+            method="hnsw",
+            space="cosinesimil",
+            data_type=nmslib.DataType.DENSE_VECTOR,
+            dtype=nmslib.DistType.FLOAT,
+        )
+        rows = np.arange(len(self._store), dtype=np.int32)
+        graph.addDataPointBatch(self._store.vectors, rows)
+        return graph
+
+    def _built_graph(self) -> Any:
+        if self._graph is None:
+            graph = self._new_graph()
+            graph.createIndex(
+                {
+                    "M": self.params["M"],
+                    "efConstruction": self.params["efConstruction"],
+                    "post": 0,
+                },
+                print_progress=False,
+            )
+            graph.setQueryTimeParams({"efSearch": self.params["efSearch"]})
+            self._graph = graph
+        return self._graph

@@ -1,0 +1,299 @@
+"""SearchModel: one embedder, one collection, one indexer; returns Hits sorted by cosine."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from imgfinder.atomic import atomic_write_text
+from imgfinder.collection import Collection, resolve_collection
+from imgfinder.embedders.base import Embedder
+from imgfinder.errors import ConfigError, ModelError
+from imgfinder.indexers.base import Indexer
+from imgfinder.indexers.registry import INDEXERS, create_indexer
+from imgfinder.indexing import Indexer as IndexRun
+from imgfinder.indexing import IndexReport, Progress
+from imgfinder.media.images import open_image
+
+log = logging.getLogger(__name__)
+
+STAMP = "stamp.json"
+#: frames of one video closer than this many sampling intervals merge into one moment
+MOMENT_GAP = 1.5
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: an image, or a moment [t_start, t_end] of a video."""
+
+    item_id: int
+    path: str
+    score: float
+    kind: str
+    t_start: float | None = None
+    t_end: float | None = None
+    t_best: float | None = None
+
+    @property
+    def video_path(self) -> str | None:
+        return self.path if self.kind == "video" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SearchModel:
+    """Ties an embedder to a collection and an indexer.
+
+    `model` is a registry key (e.g. "demo") or an Embedder instance; when None, the model the
+    collection was built with is used, and "demo" for a new collection.
+    """
+
+    def __init__(
+        self,
+        collection: str | Path | Collection,
+        model: str | Embedder | None = None,
+        *,
+        indexer: str = "exact",
+        indexer_params: dict[str, Any] | None = None,
+        model_dir: Path | None = None,
+        runtime: str = "auto",
+        video_every: float = 1.0,
+        create: bool = True,
+    ) -> None:
+        if indexer not in INDEXERS:
+            raise ConfigError(f"unknown indexer '{indexer}'; choose one of: {', '.join(INDEXERS)}")
+        if isinstance(collection, Collection):
+            self.collection = collection
+        else:
+            self.collection = Collection(resolve_collection(collection), create=create)
+        if isinstance(model, Embedder):
+            self.embedder = model
+            self.model_name = type(model).__name__
+        else:
+            from imgfinder.embedders.registry import create_embedder, default_model_key
+
+            self.model_name = model or self.collection.manifest.get("model") or default_model_key()
+            self.embedder = create_embedder(self.model_name, model_dir=model_dir, runtime=runtime)
+        self.indexer_name = indexer
+        self.indexer_params = dict(indexer_params or {})
+        self.video_every = video_every
+        self._index: Indexer | None = None
+        self._lock = threading.RLock()
+
+    # -- indexing ---------------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        cancel: threading.Event | None = None,
+    ) -> IndexReport:
+        """Index new and changed files under `paths`; forget files that vanished."""
+        run = IndexRun(
+            self.collection,
+            self.embedder,
+            self.model_name,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            cancel=cancel,
+            video_every=self.video_every,
+        )
+        report = run.run(paths)
+        with self._lock:
+            if self._index is not None:
+                self._index.remove(np.asarray(report.removed_items, dtype=np.int64))
+                self._add_items(self._index, report.added_items)
+                self._save_index(self._index)
+        return report
+
+    # -- the vector index -------------------------------------------------------------------
+
+    def vector_index(self) -> Indexer:
+        """The indexer, loaded or rebuilt from stored vectors (never re-embedded) on first use."""
+        with self._lock:
+            if self._index is None:
+                self._index = self._open_index()
+            return self._index
+
+    def _index_dir(self) -> Path:
+        return self.collection.index_dir(self.embedder.key, self.indexer_name, self.indexer_params)
+
+    def _open_index(self) -> Indexer:
+        directory = self._index_dir()
+        stamp = self._stamp()
+        try:
+            saved = json.loads((directory / STAMP).read_text())
+            if saved == stamp:
+                return Indexer.load(directory)
+        except (OSError, ValueError, KeyError):
+            pass
+        except Exception as exc:  # a damaged saved index is rebuilt, never fatal
+            log.warning("rebuilding index %s: %s", directory, exc)
+        index = create_indexer(self.indexer_name, self.embedder.dim, **self.indexer_params)
+        rows = self.collection.catalog.vector_rows(self.embedder.key)
+        if rows:
+            item_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+            vectors = store.read(np.fromiter((r[1] for r in rows), dtype=np.int64))
+            index.add(item_ids, vectors)
+        self._save_index(index)
+        return index
+
+    def _add_items(self, index: Indexer, item_ids: Sequence[int]) -> None:
+        if not item_ids:
+            return
+        wanted = set(int(i) for i in item_ids)
+        rows = [r for r in self.collection.catalog.vector_rows(self.embedder.key) if r[0] in wanted]
+        if rows:
+            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+            vectors = store.read(np.asarray([r[1] for r in rows], dtype=np.int64))
+            index.add(np.asarray([r[0] for r in rows], dtype=np.int64), vectors)
+
+    def _stamp(self) -> dict[str, Any]:
+        return {
+            "generation": self.collection.catalog.generation(),
+            "embedder_key": self.embedder.key,
+        }
+
+    def _save_index(self, index: Indexer) -> None:
+        directory = self._index_dir()
+        index.save(directory)
+        atomic_write_text(directory / STAMP, json.dumps(self._stamp()))
+
+    # -- search -----------------------------------------------------------------------------
+
+    def _check_embedded(self) -> None:
+        keys = self.collection.catalog.embedder_keys()
+        if keys and self.embedder.key not in keys:
+            raise ModelError(
+                f"collection '{self.collection.name}' was indexed with "
+                f"{', '.join(keys)}, not {self.embedder.key}; re-index it with this model "
+                f"or pick the model it was built with"
+            )
+
+    def search_text(self, query: str, k: int = 20, threshold: float | None = None) -> list[Hit]:
+        """Images and video moments matching a text query, best first."""
+        if not query or not query.strip():
+            raise ConfigError("the query is empty")
+        self._check_embedded()
+        vector = self.embedder.embed_texts([query.strip()])[0]
+        return self.search_vector(vector, k, threshold)
+
+    def search_image(
+        self,
+        image: str | Path | bytes | Image.Image,
+        k: int = 20,
+        threshold: float | None = None,
+    ) -> list[Hit]:
+        """Images and moments that look like `image` (a path, encoded bytes or PIL image)."""
+        self._check_embedded()
+        if isinstance(image, bytes):
+            image = open_image(io.BytesIO(image), target_size=self.embedder.image_size)
+        elif isinstance(image, (str, Path)):
+            image = open_image(Path(image), target_size=self.embedder.image_size)
+        vector = self.embedder.embed_images([image])[0]
+        return self.search_vector(vector, k, threshold)
+
+    def similar(self, item_id: int, k: int = 20, threshold: float | None = None) -> list[Hit]:
+        """More like a stored item (an image or a video frame), excluding the item itself."""
+        self._check_embedded()
+        rows = dict(self.collection.catalog.vector_rows(self.embedder.key))
+        if int(item_id) not in rows:
+            raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
+        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+        vector = store.read(np.asarray([rows[int(item_id)]]))[0]
+        hits = self.search_vector(vector, k + 1, threshold)
+        return [h for h in hits if h.item_id != int(item_id)][:k]
+
+    def search_vector(
+        self, vector: np.ndarray, k: int = 20, threshold: float | None = None
+    ) -> list[Hit]:
+        """The shared tail of every search: top-k, threshold, merge video frames into moments."""
+        if k < 1:
+            raise ConfigError("k must be at least 1")
+        index = self.vector_index()
+        if len(index) == 0:
+            return []
+        # frames of one video compete for the same slots; ask for more and merge them
+        fetch = min(len(index), k * 4 + 16)
+        scores, ids = index.search(np.asarray(vector, dtype=np.float32)[None, :], fetch)
+        pairs = [
+            (float(s), int(i))
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i >= 0 and (threshold is None or s >= threshold)
+        ]
+        items = self.collection.catalog.items(i for _, i in pairs)
+        hits = _merge_moments(pairs, items, self.video_every * MOMENT_GAP)
+        return hits[:k]
+
+    # -- info -------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        catalog = self.collection.catalog
+        return {
+            "collection": str(self.collection.dir),
+            "model": self.model_name,
+            "embedder_key": self.embedder.key,
+            "dim": self.embedder.dim,
+            "indexer": self.indexer_name,
+            "indexer_params": self.indexer_params,
+            "roots": catalog.roots(),
+            **catalog.counts(),
+            "embedder_keys": catalog.embedder_keys(),
+        }
+
+    def close(self) -> None:
+        self.collection.close()
+
+
+def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> list[Hit]:
+    """Images pass through; frames of one video within `gap` seconds merge into a moment."""
+    hits: list[Hit] = []
+    by_video: dict[int, list[tuple[float, float, int, str]]] = {}
+    for score, item_id in pairs:
+        item = items.get(item_id)
+        if item is None or item.path is None:
+            continue
+        if item.kind == "video" and item.t is not None:
+            by_video.setdefault(item.content_id, []).append((item.t, score, item_id, item.path))
+        else:
+            hits.append(Hit(item_id, item.path, score, item.kind))
+    for frames in by_video.values():
+        frames.sort()
+        group = [frames[0]]
+        for frame in frames[1:]:
+            if frame[0] - group[-1][0] <= gap:
+                group.append(frame)
+            else:
+                hits.append(_moment(group))
+                group = [frame]
+        hits.append(_moment(group))
+    hits.sort(key=lambda h: -h.score)
+    return hits
+
+
+def _moment(group: list[tuple[float, float, int, str]]) -> Hit:
+    best = max(group, key=lambda f: f[1])
+    return Hit(
+        item_id=best[2],
+        path=best[3],
+        score=best[1],
+        kind="video",
+        t_start=group[0][0],
+        t_end=group[-1][0],
+        t_best=best[0],
+    )

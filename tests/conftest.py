@@ -1,0 +1,134 @@
+"""Offline test fixtures: a tiny colour embedder with real (if simple) semantics, media makers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgfinder.embedders.base import Embedder, l2_normalize
+
+PALETTE = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 40),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+    "purple": (140, 40, 170),
+    "orange": (250, 140, 20),
+}
+WORDS = {
+    "red": "red",
+    "красный": "red",
+    "красная": "red",
+    "green": "green",
+    "зелёный": "green",
+    "зеленый": "green",
+    "blue": "blue",
+    "синий": "blue",
+    "yellow": "yellow",
+    "жёлтый": "yellow",
+    "white": "white",
+    "белый": "white",
+    "black": "black",
+    "чёрный": "black",
+    "purple": "purple",
+    "orange": "orange",
+}
+NAMES = list(PALETTE)
+
+
+class ColorEmbedder(Embedder):
+    """Embeds an image as its histogram over a small palette and a text by its colour words.
+
+    Cheap and deterministic, yet a "red" query really finds red images, so tests measure
+    retrieval rather than array shapes. Counts embedded images to check incrementality.
+    """
+
+    image_size = 32
+
+    def __init__(self, dim: int = 24, salt: str = "") -> None:
+        self._dim = dim
+        self.salt = salt
+        self.images_embedded = 0
+        self.texts_embedded = 0
+        self._centres = np.asarray(list(PALETTE.values()), dtype=np.float32) / 255.0
+
+    @property
+    def key(self) -> str:
+        return f"color-{self._dim}{self.salt}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        self.images_embedded += len(batch)
+        mean = np.asarray(self.mean, dtype=np.float32)[None, :, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[None, :, None, None]
+        pixels = (batch * std + mean).transpose(0, 2, 3, 1).reshape(len(batch), -1, 3)
+        distance = ((pixels[:, :, None, :] - self._centres[None, None]) ** 2).sum(-1)
+        nearest = distance.argmin(-1)
+        out = np.zeros((len(batch), self._dim), dtype=np.float32)
+        for column in range(len(PALETTE)):
+            out[:, column] = (nearest == column).mean(1)
+        out[:, len(PALETTE) :] = 0.01
+        # quadrant colours relative to the whole image: tells same-colour images apart
+        grid = pixels.reshape(len(batch), 2, 16, 2, 16, 3).mean(axis=(2, 4)).reshape(len(batch), -1)
+        centred = grid - np.tile(pixels.mean(1), 4)
+        out[:, len(PALETTE) : len(PALETTE) + 12] = 2.0 * centred
+        return l2_normalize(out)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts_embedded += len(texts)
+        out = np.full((len(texts), self._dim), 0.01, dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                if word in WORDS:
+                    out[row, NAMES.index(WORDS[word])] += 1.0
+        return l2_normalize(out)
+
+
+@pytest.fixture
+def embedder() -> ColorEmbedder:
+    return ColorEmbedder()
+
+
+def make_image(
+    path: Path,
+    color: str | tuple[int, int, int] = "red",
+    size: tuple[int, int] = (64, 48),
+    *,
+    seed: int = 0,
+    fmt: str | None = None,
+) -> Path:
+    """A mostly single-colour image with a little noise, so each file has unique bytes."""
+    rgb = PALETTE[color] if isinstance(color, str) else color
+    rng = np.random.default_rng(seed + int(hashlib.md5(str(path).encode()).hexdigest()[:6], 16))
+    base = np.empty((size[1], size[0], 3), dtype=np.int16)
+    base[:] = rgb
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]]
+    ramp = (np.cos(angle) * xs / size[0] + np.sin(angle) * ys / size[1]) * 40 - 20
+    base += ramp.astype(np.int16)[..., None]
+    noise = rng.integers(-8, 9, size=base.shape)
+    array = np.clip(base + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """A small album: 4 colours × 3 images, nested folders, mixed formats."""
+    root = tmp_path / "album"
+    formats = ["jpg", "png", "webp"]
+    for color in ("red", "green", "blue", "yellow"):
+        for number, ext in enumerate(formats):
+            make_image(root / color[0] / f"{color}_{number}.{ext}", color, seed=number)
+    return root
