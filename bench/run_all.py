@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_pipeline.py", "bench_indexers.py", "bench_models.py", "bench_video.py"]
+SCRIPTS = [
+    "bench_pipeline.py",
+    "bench_reindex.py",
+    "bench_indexers.py",
+    "bench_models.py",
+    "bench_video.py",
+]
 
 
 def main() -> int:

@@ -82,10 +82,19 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:6.1f} files/s" if speed else "   ... files/s", style="cyan")
 
 
-def _open_model(collection: str, model: str | None, indexer: str, params: list[str] | None):
+def _open_model(
+    collection: str,
+    model: str | None,
+    indexer: str,
+    params: list[str] | None,
+    *,
+    create: bool = False,
+):
     from imgfinder.search import SearchModel
 
-    return SearchModel(collection, model, indexer=indexer, indexer_params=_parse_params(params))
+    return SearchModel(
+        collection, model, indexer=indexer, indexer_params=_parse_params(params), create=create
+    )
 
 
 @app.command()
@@ -247,7 +256,7 @@ def main() -> None:
     except ImgFinderError as exc:
         if _state["debug"]:
             raise
-        errors.print(f"error: {exc}", markup=False, highlight=False)
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         errors.print("interrupted; run the same command again to resume")

@@ -1,0 +1,85 @@
+"""The CLI: index with a summary, search as text or JSON, info, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ColorEmbedder, make_image
+from typer.testing import CliRunner
+
+from imgfinder import cli
+
+
+@pytest.fixture(autouse=True)
+def color_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every model key resolves to the colour embedder, so the CLI runs offline."""
+    monkeypatch.setattr(
+        "imgfinder.embedders.registry.create_embedder", lambda key, **_: ColorEmbedder()
+    )
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    try:
+        result = runner.invoke(cli.app, list(args), catch_exceptions=False)
+    except SystemExit as exc:  # pragma: no cover - typer exits through SystemExit
+        return int(exc.code or 0), "", ""
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_index_search_info(photo_folder: Path, tmp_path: Path) -> None:
+    collection = str(tmp_path / "col")
+    (photo_folder / "broken.jpg").write_text("not an image")
+    code, out, _ = run("index", str(photo_folder), "-c", collection, "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["indexed"] == 12 and summary["skipped"] == 1
+    assert summary["skipped_files"][0]["path"].endswith("broken.jpg")
+
+    code, out, _ = run("index", str(photo_folder), "-c", collection)
+    assert code == 0 and "unchanged" in out and "12" in out
+
+    code, out, _ = run("search", "red", "-c", collection, "-k", "3", "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 3
+    assert all(Path(h["path"]).name.startswith("red") for h in hits)
+
+    code, out, _ = run("search", "blue", "-c", collection, "-k", "2")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code == 0 and len(lines) == 2 and "blue" in lines[0]
+
+    query = photo_folder / "g" / "green_0.jpg"
+    code, out, _ = run("search", "--image", str(query), "-c", collection, "--json", "-k", "1")
+    assert code == 0 and json.loads(out)[0]["path"] == str(query)
+
+    code, out, _ = run(
+        "search", "yellow", "-c", collection, "-i", "faiss", "-p", "factory=Flat", "--json"
+    )
+    assert code == 0 and Path(json.loads(out)[0]["path"]).name.startswith("yellow")
+
+    code, out, _ = run("info", "-c", collection, "--json")
+    assert code == 0 and json.loads(out)["images"] == 12
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    make_image(tmp_path / "a" / "red_1.png")
+    argv = sys.argv
+    for args in (
+        ["info", "-c", str(tmp_path / "missing")],
+        ["search", "-c", str(tmp_path / "c")],
+        ["search", "red", "-c", str(tmp_path / "typo")],
+        ["index", str(tmp_path / "a"), "-c", str(tmp_path / "c"), "-i", "nope"],
+    ):
+        sys.argv = ["imgfinder", *args]
+        try:
+            with pytest.raises(SystemExit) as exited:
+                cli.main()
+        finally:
+            sys.argv = argv
+        assert exited.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
