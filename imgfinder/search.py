@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 STAMP = "stamp.json"
 #: frames of one video closer than this many sampling intervals merge into one moment
 MOMENT_GAP = 1.5
+#: a frame joins a moment when it scores within this fraction of the moment's best frame
+MOMENT_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,12 @@ class SearchModel:
 
 
 def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> list[Hit]:
-    """Images pass through; frames of one video within `gap` seconds merge into a moment."""
+    """Images pass through; frames of one video merge into moments around their peaks.
+
+    A moment grows from its best frame to neighbouring frames (no further apart than `gap`
+    seconds) that score nearly as well, so a red circle on screen from 3 s to 5 s becomes one
+    moment [3, 5] and the grey frames around it do not stretch it.
+    """
     hits: list[Hit] = []
     by_video: dict[int, list[tuple[float, float, int, str]]] = {}
     for score, item_id in pairs:
@@ -274,16 +281,32 @@ def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> l
             hits.append(Hit(item_id, item.path, score, item.kind))
     for frames in by_video.values():
         frames.sort()
-        group = [frames[0]]
-        for frame in frames[1:]:
-            if frame[0] - group[-1][0] <= gap:
-                group.append(frame)
-            else:
-                hits.append(_moment(group))
-                group = [frame]
-        hits.append(_moment(group))
+        free = [True] * len(frames)
+        for seed in sorted(range(len(frames)), key=lambda i: -frames[i][1]):
+            if not free[seed]:
+                continue
+            cutoff = frames[seed][1] - MOMENT_MARGIN * max(abs(frames[seed][1]), 0.05)
+            first = last = seed
+            while _joins(frames, free, first - 1, first, gap, cutoff):
+                first -= 1
+            while _joins(frames, free, last + 1, last, gap, cutoff):
+                last += 1
+            for index in range(first, last + 1):
+                free[index] = False
+            hits.append(_moment(frames[first : last + 1]))
     hits.sort(key=lambda h: -h.score)
     return hits
+
+
+def _joins(
+    frames: list, free: list[bool], index: int, edge: int, gap: float, cutoff: float
+) -> bool:
+    return (
+        0 <= index < len(frames)
+        and free[index]
+        and abs(frames[index][0] - frames[edge][0]) <= gap
+        and frames[index][1] >= cutoff
+    )
 
 
 def _moment(group: list[tuple[float, float, int, str]]) -> Hit:

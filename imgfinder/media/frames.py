@@ -43,7 +43,8 @@ def embed_video_frames(
     from imgfinder.media.video import probe_video, sample_frames
 
     info = probe_video(path)
-    result = VideoFrames(width=info.width, height=info.height, duration=info.duration)
+    width, height = info.display_size
+    result = VideoFrames(width=width, height=height, duration=info.duration)
     chunks: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for frame in sample_frames(

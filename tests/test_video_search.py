@@ -1,0 +1,90 @@
+"""Video moments end to end: frames in the catalog, merged time ranges, changed/deleted videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PALETTE, ColorEmbedder, make_image
+from PIL import Image
+
+from imgfinder.media.video import write_video
+from imgfinder.search import SearchModel
+
+
+def event_video(path: Path, events: list[tuple[str, float, float]], duration: float) -> Path:
+    """Grey frames, with a full-frame colour while each (colour, start, end) event lasts."""
+
+    def frame_at(t: float) -> Image.Image:
+        for colour, start, end in events:
+            if start <= t < end:
+                return Image.new("RGB", (96, 64), PALETTE[colour])
+        return Image.new("RGB", (96, 64), (128, 128, 128))
+
+    return write_video(path, frame_at, fps=10, duration=duration, size=(96, 64))
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    root.mkdir()
+    event_video(root / "clip.mp4", [("red", 3.0, 5.0), ("blue", 8.0, 9.5)], 12.0)
+    make_image(root / "red_photo.png", "red")
+    return root
+
+
+def test_moments_come_back_as_time_ranges(tmp_path: Path, media: Path) -> None:
+    model = SearchModel(tmp_path / "c", ColorEmbedder())
+    report = model.index([media])
+    assert report.indexed == 2 and report.frames >= 12 and not report.skipped
+    hits = model.search_text("red", k=5, threshold=0.5)
+    kinds = {h.kind for h in hits}
+    assert kinds == {"image", "video"}
+    moment = next(h for h in hits if h.kind == "video")
+    assert moment.path == str(media / "clip.mp4")
+    assert abs(moment.t_start - 3.0) <= 1.0 and abs(moment.t_end - 5.0) <= 1.0
+    assert moment.t_start <= moment.t_best <= moment.t_end
+    blue = model.search_text("blue", k=1)[0]
+    assert blue.kind == "video" and abs(blue.t_start - 8.0) <= 1.0
+    thumbs = list((tmp_path / "c" / "thumbs").rglob("*.jpg"))
+    assert len(thumbs) == report.frames
+    assert max(Image.open(t).size[0] for t in thumbs) <= 256
+
+
+def test_more_like_a_moment(tmp_path: Path, media: Path) -> None:
+    model = SearchModel(tmp_path / "c", ColorEmbedder())
+    model.index([media])
+    moment = next(h for h in model.search_text("red", k=5) if h.kind == "video")
+    similar = model.similar(moment.item_id, k=3)
+    assert similar[0].path.endswith("red_photo.png") or similar[0].kind == "video"
+    assert all(h.score > 0.5 for h in similar[:1])
+
+
+def test_changed_and_deleted_videos(tmp_path: Path, media: Path) -> None:
+    embedder = ColorEmbedder()
+    model = SearchModel(tmp_path / "c", embedder)
+    model.index([media])
+    before = embedder.images_embedded
+    assert model.index([media]).unchanged == 2 and embedder.images_embedded == before
+
+    event_video(media / "clip.mp4", [("green", 1.0, 3.0)], 6.0)
+    report = model.index([media])
+    assert report.indexed == 1
+    assert not any(h.kind == "video" for h in model.search_text("blue", k=5, threshold=0.5))
+    green = model.search_text("green", k=1)[0]
+    assert green.kind == "video" and abs(green.t_start - 1.0) <= 1.0
+
+    (media / "clip.mp4").unlink()
+    model.index([media])
+    assert all(h.kind == "image" for h in model.search_text("green", k=10))
+
+
+def test_bad_videos_are_skipped(tmp_path: Path, media: Path) -> None:
+    (media / "empty.mp4").write_bytes(b"")
+    (media / "noise.mkv").write_bytes(bytes(range(256)) * 40)
+    good = (media / "clip.mp4").read_bytes()
+    (media / "half.mov").write_bytes(good[: len(good) // 2])
+    report = SearchModel(tmp_path / "c", ColorEmbedder()).index([media])
+    skipped = {Path(s.path).name for s in report.skipped}
+    assert {"empty.mp4", "noise.mkv"} <= skipped
+    assert report.indexed >= 2
