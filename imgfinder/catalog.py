@@ -78,6 +78,7 @@ class ItemRow:
     kind: str
     t: float | None
     path: str | None
+    content_hash: str
 
 
 class Catalog:
@@ -210,12 +211,12 @@ class Catalog:
             marks = ",".join("?" * len(chunk))
             rows = self._query(
                 f"SELECT i.id, i.content_id, c.kind, i.t, "
-                f"(SELECT MIN(f.path) FROM files f WHERE f.content_id = i.content_id) "
+                f"(SELECT MIN(f.path) FROM files f WHERE f.content_id = i.content_id), c.hash "
                 f"FROM items i JOIN contents c ON c.id = i.content_id WHERE i.id IN ({marks})",
                 chunk,
             )
             for row in rows:
-                result[int(row[0])] = ItemRow(int(row[0]), int(row[1]), row[2], row[3], row[4])
+                result[int(row[0])] = ItemRow(int(row[0]), int(row[1]), *row[2:])
         return result
 
     def item_ids_for_path(self, path: str) -> list[int]:

@@ -71,6 +71,7 @@ class SearchModel:
         runtime: str = "auto",
         video_every: float = 1.0,
         create: bool = True,
+        model_name: str | None = None,
     ) -> None:
         if indexer not in INDEXERS:
             raise ConfigError(f"unknown indexer '{indexer}'; choose one of: {', '.join(INDEXERS)}")
@@ -80,7 +81,7 @@ class SearchModel:
             self.collection = Collection(resolve_collection(collection), create=create)
         if isinstance(model, Embedder):
             self.embedder = model
-            self.model_name = type(model).__name__
+            self.model_name = model_name or type(model).__name__
         else:
             from imgfinder.embedders.registry import create_embedder, default_model_key
 
@@ -178,7 +179,8 @@ class SearchModel:
 
     # -- search -----------------------------------------------------------------------------
 
-    def _check_embedded(self) -> None:
+    def check_embedded(self) -> None:
+        """Refuse to search vectors made by another model (they would be meaningless)."""
         keys = self.collection.catalog.embedder_keys()
         if keys and self.embedder.key not in keys:
             raise ModelError(
@@ -189,11 +191,7 @@ class SearchModel:
 
     def search_text(self, query: str, k: int = 20, threshold: float | None = None) -> list[Hit]:
         """Images and video moments matching a text query, best first."""
-        if not query or not query.strip():
-            raise ConfigError("the query is empty")
-        self._check_embedded()
-        vector = self.embedder.embed_texts([query.strip()])[0]
-        return self.search_vector(vector, k, threshold)
+        return self.search_vector(self.encode_text(query), k, threshold)
 
     def search_image(
         self,
@@ -202,17 +200,27 @@ class SearchModel:
         threshold: float | None = None,
     ) -> list[Hit]:
         """Images and moments that look like `image` (a path, encoded bytes or PIL image)."""
-        self._check_embedded()
+        return self.search_vector(self.encode_image(image), k, threshold)
+
+    def encode_text(self, query: str) -> np.ndarray:
+        """The query vector of a text, after checking the collection speaks this model."""
+        if not query or not query.strip():
+            raise ConfigError("the query is empty")
+        self.check_embedded()
+        return self.embedder.embed_texts([query.strip()])[0]
+
+    def encode_image(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
+        """The query vector of an image (a path, encoded bytes or PIL image)."""
+        self.check_embedded()
         if isinstance(image, bytes):
             image = open_image(io.BytesIO(image), target_size=self.embedder.image_size)
         elif isinstance(image, (str, Path)):
             image = open_image(Path(image), target_size=self.embedder.image_size)
-        vector = self.embedder.embed_images([image])[0]
-        return self.search_vector(vector, k, threshold)
+        return self.embedder.embed_images([image])[0]
 
     def similar(self, item_id: int, k: int = 20, threshold: float | None = None) -> list[Hit]:
         """More like a stored item (an image or a video frame), excluding the item itself."""
-        self._check_embedded()
+        self.check_embedded()
         rows = dict(self.collection.catalog.vector_rows(self.embedder.key))
         if int(item_id) not in rows:
             raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
@@ -227,12 +235,13 @@ class SearchModel:
         """The shared tail of every search: top-k, threshold, merge video frames into moments."""
         if k < 1:
             raise ConfigError("k must be at least 1")
-        index = self.vector_index()
-        if len(index) == 0:
-            return []
-        # frames of one video compete for the same slots; ask for more and merge them
-        fetch = min(len(index), k * 4 + 16)
-        scores, ids = index.search(np.asarray(vector, dtype=np.float32)[None, :], fetch)
+        with self._lock:  # indexing may be updating the same index
+            index = self.vector_index()
+            if len(index) == 0:
+                return []
+            # frames of one video compete for the same slots; ask for more and merge them
+            fetch = min(len(index), k * 4 + 16)
+            scores, ids = index.search(np.asarray(vector, dtype=np.float32)[None, :], fetch)
         pairs = [
             (float(s), int(i))
             for s, i in zip(scores[0], ids[0], strict=True)

@@ -18,7 +18,8 @@ class Embedder(ABC):
     """Maps images and texts into one space where cosine similarity means relatedness.
 
     `prepare_image` is thread-safe and cheap, so the indexing pipeline runs it in its decode
-    pool ahead of `embed_prepared`, which is where the model's time goes.
+    pool ahead of `embed_prepared`, which is where the model's time goes. The app searches
+    while it indexes, so every method may be called from several threads at once.
     """
 
     #: side of the square input, in pixels; decoders reduce images to about this size

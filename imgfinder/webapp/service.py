@@ -1,0 +1,634 @@
+"""The app's library side: one thread-safe facade over SearchModel, shared by every session.
+
+Streamlit re-runs `app.py` on every click and serves sessions from parallel threads. This
+service keeps collections, embedders and vector indexes loaded once per process, runs indexing
+in background threads while searches go on, and hands the page plain data to render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgfinder.collection import Collection, default_indexes_dir, list_collections
+from imgfinder.embedders.base import Embedder
+from imgfinder.embedders.registry import (
+    RUNTIMES,
+    ModelInfo,
+    create_embedder,
+    default_model_key,
+    list_models,
+    missing_message,
+)
+from imgfinder.errors import ConfigError, ImgFinderError
+from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
+from imgfinder.indexing import Progress
+from imgfinder.media.images import decode_ahead
+from imgfinder.media.scan import Skipped
+from imgfinder.search import Hit, SearchModel
+from imgfinder.webapp.safe_paths import is_under, safe_path
+from imgfinder.webapp.thumbnails import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
+from imgfinder.webapp.uploads import CheckedUpload, check_upload
+
+log = logging.getLogger(__name__)
+
+#: "module:function" of an embedder factory `(model_key, runtime) -> Embedder`; tests use it
+#: to run the app with a tiny offline embedder instead of the model registry
+EMBEDDER_FACTORY_ENV = "IMGFINDER_EMBEDDER_FACTORY"
+#: cosine threshold a fresh session starts with, by model family (CLIP-style text-to-image
+#: similarities of real matches sit around 0.2-0.35); a per-model value could live in the
+#: registry instead
+DEFAULT_THRESHOLDS = {"open_clip": 0.2, "ruclip": 0.2, "demo": 0.25}
+FALLBACK_THRESHOLD = 0.2
+#: which package each optional runtime needs
+RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_QUERY_CACHE_SIZE = 128
+_PRESENCE_TTL = 5.0
+
+EmbedderFactory = Callable[[str, str], Embedder]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the process was started with; hashable, so `st.cache_resource` can key on it."""
+
+    collection: str | None = None
+    indexes_dir: str = "indexes"
+    model_dir: str | None = None
+    embedder_factory: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """IMGFINDER_COLLECTION, IMGFINDER_INDEXES, IMGFINDER_MODEL_DIR, the factory hook."""
+        indexes = environ.get("IMGFINDER_INDEXES") or str(default_indexes_dir())
+        return cls(
+            collection=environ.get("IMGFINDER_COLLECTION") or None,
+            indexes_dir=indexes,
+            model_dir=environ.get("IMGFINDER_MODEL_DIR") or None,
+            embedder_factory=environ.get(EMBEDDER_FACTORY_ENV) or None,
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything that decides which SearchModel answers: the sidebar's choices."""
+
+    collection: str
+    model: str
+    runtime: str = "auto"
+    indexer: str = "exact"
+    params: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Query:
+    """A text query, an uploaded image, or "more like" a stored item."""
+
+    kind: str
+    text: str = ""
+    data: bytes = field(default=b"", repr=False)
+    item_id: int = -1
+
+    @classmethod
+    def for_text(cls, text: str) -> Query:
+        return cls("text", text=text.strip())
+
+    @classmethod
+    def for_image(cls, data: bytes) -> Query:
+        return cls("image", data=data)
+
+    @classmethod
+    def like(cls, item_id: int) -> Query:
+        return cls("similar", item_id=int(item_id))
+
+    def cache_key(self) -> tuple[str, str]:
+        """What identifies an encoded text or image query (similar-item queries are not encoded)."""
+        if self.kind == "image":
+            return self.kind, hashlib.sha256(self.data).hexdigest()
+        return self.kind, self.text
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One matching stretch of a video."""
+
+    item_id: int
+    score: float
+    t_start: float
+    t_end: float
+    t_best: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """One card: an image, or a video with every moment of it that matched."""
+
+    hit: Hit
+    name: str
+    moments: tuple[Moment, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What one search produced, how long each step took, and why it is empty if it is."""
+
+    results: list[Result] = field(default_factory=list)
+    encode_s: float = 0.0
+    search_s: float = 0.0
+    cached_query: bool = False
+    empty_reason: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a background indexing run."""
+
+    collection: str
+    folder: str
+    state: str  # running | done | cancelled | failed
+    phase: str = "scan"
+    done: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    rate: float | None = None
+    eta: float | None = None
+    summary: dict[str, Any] | None = None
+    skipped: tuple[Skipped, ...] = ()
+    error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+def load_factory(spec: str | None, model_dir: str | None = None) -> EmbedderFactory:
+    """The registry's `create_embedder`, or the "module:function" named by `spec`."""
+    if not spec:
+        directory = Path(model_dir) if model_dir else None
+
+        def from_registry(key: str, runtime: str) -> Embedder:
+            return create_embedder(key, model_dir=directory, runtime=runtime)
+
+        return from_registry
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ConfigError(f"{EMBEDDER_FACTORY_ENV} must look like module:function, not {spec!r}")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the embedder factory {spec!r}: {exc}") from exc
+
+
+class IndexJob:
+    """Indexes one folder into a collection in a thread; progress is read with `status()`."""
+
+    def __init__(
+        self,
+        model: SearchModel,
+        folder: Path,
+        on_finish: Callable[[IndexJob], None],
+    ) -> None:
+        self.model = model
+        self.collection = str(model.collection.dir)
+        self.folder = folder
+        self._on_finish = on_finish
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._status = JobStatus(self.collection, str(folder), "running")
+        self._phase_started = self._started
+        self._thread = threading.Thread(
+            target=self._run, name=f"imgfinder-index-{model.collection.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when the run has finished (used by tests and at shutdown)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            if not self._status.running:
+                return self._status
+            return replace(self._status, elapsed=time.monotonic() - self._started)
+
+    def _progress(self, event: Progress) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if event.phase != self._status.phase:
+                self._phase_started = now
+            spent = now - self._phase_started
+            rate = event.done / spent if event.done and spent > 0.2 else None
+            eta = (event.total - event.done) / rate if rate else None
+            self._status = replace(
+                self._status,
+                phase=event.phase,
+                done=event.done,
+                total=event.total,
+                rate=rate,
+                eta=eta,
+            )
+
+    def _run(self) -> None:
+        try:
+            report = self.model.index([self.folder], progress=self._progress, cancel=self._cancel)
+            self.model.vector_index()
+        except ImgFinderError as exc:
+            self._finish(state="failed", error=str(exc))
+        except Exception:
+            log.exception("indexing %s failed", self.folder)
+            self._finish(state="failed", error="indexing stopped on an unexpected error")
+        else:
+            self._finish(
+                state="cancelled" if report.cancelled else "done",
+                summary=report.summary(),
+                skipped=tuple(report.skipped),
+            )
+        finally:
+            self._on_finish(self)
+
+    def _finish(self, **changes: Any) -> None:
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            self._status = replace(self._status, eta=None, elapsed=elapsed, **changes)
+
+
+class AppService:
+    """Thread-safe: any number of sessions may search while collections are being indexed."""
+
+    def __init__(self, settings: Settings, factory: EmbedderFactory | None = None) -> None:
+        self.settings = settings
+        self.indexes_dir = Path(settings.indexes_dir)
+        #: an injected factory decides for itself which models it can build
+        self._injected = factory is not None or settings.embedder_factory is not None
+        self._factory = factory or load_factory(settings.embedder_factory, settings.model_dir)
+        self._lock = threading.RLock()
+        self._load_lock = threading.Lock()
+        self._collections: dict[str, Collection] = {}
+        self._embedders: dict[tuple[str, str], Embedder] = {}
+        self._models: dict[Selection, SearchModel] = {}
+        self._jobs: dict[str, IndexJob] = {}
+        self._queries: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+        self._hashes: dict[tuple[str, int], str | None] = {}
+        self._model_dir = Path(settings.model_dir) if settings.model_dir else None
+        self._model_infos: list[ModelInfo] = []
+        self._models_checked = -float("inf")
+
+    # -- choices for the sidebar ------------------------------------------------------------
+
+    def collections(self) -> list[Path]:
+        """The default collection first (wherever it lives), then those in the indexes folder."""
+        default = self.default_collection()
+        if default is None:
+            return list_collections(self.indexes_dir)
+        others = [p for p in list_collections(self.indexes_dir) if p.resolve() != default.resolve()]
+        return [default, *others]
+
+    def default_collection(self) -> Path | None:
+        return Path(self.settings.collection) if self.settings.collection else None
+
+    def create_collection(self, name: str) -> Path:
+        """A new, empty collection folder under the indexes folder."""
+        if not _COLLECTION_NAME.match(name):
+            raise ConfigError(
+                "a collection name uses letters, digits, '-', '_' or '.', up to 64 characters"
+            )
+        path = self.indexes_dir / name
+        self.collection(path)
+        return path
+
+    def models(self) -> list[ModelInfo]:
+        """The registry's ModelInfo list, each with `present` telling if it can load here.
+
+        Presence costs a few stats per model, so it is re-checked every few seconds, not on
+        every widget change; a model pulled meanwhile shows up without a restart.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now - self._models_checked > _PRESENCE_TTL:
+                self._model_infos = list_models(self._model_dir)
+                self._models_checked = now
+            return self._model_infos
+
+    def model_info(self, key: str) -> ModelInfo | None:
+        return next((info for info in self.models() if info.key == key), None)
+
+    def usable(self, info: ModelInfo) -> bool:
+        """Whether a model can be loaded here, as far as can be told without loading it."""
+        return bool(info.present) or self._injected
+
+    def missing_message(self, key: str) -> str | None:
+        """What a download would fetch, when the model's files are not here; else None."""
+        info = self.model_info(key)
+        if info is None:
+            return f"there is no model {key!r} in the registry"
+        return None if self.usable(info) else missing_message(info, self._model_dir)
+
+    def default_model(self, collection: str | Path) -> str:
+        """The model a collection was built with when the registry knows it, else the demo."""
+        built_with = self.collection(collection).manifest.get("model")
+        keys = {info.key for info in self.models()}
+        return built_with if built_with in keys else default_model_key()
+
+    @staticmethod
+    def default_threshold(info: ModelInfo | None) -> float:
+        """Where the threshold slider starts for a model."""
+        if info is None:
+            return FALLBACK_THRESHOLD
+        return DEFAULT_THRESHOLDS.get(info.family, FALLBACK_THRESHOLD)
+
+    @staticmethod
+    def runtimes() -> list[str]:
+        """Runtimes whose package is installed here ("auto" always)."""
+        return [
+            name
+            for name in RUNTIMES
+            if name not in RUNTIME_PACKAGES
+            or importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None
+        ]
+
+    @staticmethod
+    def indexers() -> dict[str, tuple[str, dict[str, Any]]]:
+        """Indexer name -> (description, default parameters)."""
+        return {name: (DESCRIPTIONS.get(name, name), DEFAULT_PARAMS[name]) for name in INDEXERS}
+
+    # -- loaded once per process --------------------------------------------------------------
+
+    def collection(self, path: str | Path) -> Collection:
+        """One open Collection per folder, shared by every model and job that uses it."""
+        key = str(Path(path).absolute())
+        with self._lock:
+            if key not in self._collections:
+                self._collections[key] = Collection(key)
+            return self._collections[key]
+
+    def embedder(self, key: str, runtime: str) -> Embedder:
+        """Each model is loaded once; loads are serialised so two sessions never race one."""
+        with self._load_lock:
+            if (key, runtime) not in self._embedders:
+                self._embedders[(key, runtime)] = self._factory(key, runtime)
+            return self._embedders[(key, runtime)]
+
+    def model(self, selection: Selection) -> SearchModel:
+        """The SearchModel for a sidebar selection; models and collections are shared."""
+        with self._lock:
+            found = self._models.get(selection)
+        if found is not None:
+            return found
+        embedder = self.embedder(selection.model, selection.runtime)
+        collection = self.collection(selection.collection)
+        with self._lock:
+            if selection not in self._models:
+                model = SearchModel(
+                    collection,
+                    embedder,
+                    indexer=selection.indexer,
+                    indexer_params=dict(selection.params),
+                    model_name=selection.model,
+                )
+                self._models[selection] = model
+            return self._models[selection]
+
+    def counts(self, collection: str | Path) -> dict[str, int]:
+        return self.collection(collection).catalog.counts()
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(
+        self, selection: Selection, query: Query, k: int, threshold: float | None
+    ) -> Outcome:
+        """Run one query; library errors become `Outcome.error`, one sentence for the page."""
+        outcome = Outcome()
+        try:
+            model = self.model(selection)
+            started = time.perf_counter()
+            if query.kind == "similar":
+                hits = model.similar(query.item_id, k, threshold)
+                outcome.search_s = time.perf_counter() - started
+                vector = None
+            else:
+                vector, outcome.cached_query = self._query_vector(model, query)
+                encoded = time.perf_counter()
+                hits = model.search_vector(vector, k, threshold)
+                outcome.encode_s = encoded - started
+                outcome.search_s = time.perf_counter() - encoded
+            outcome.results = self._group(model, hits)
+            if not hits:
+                outcome.empty_reason = self._why_empty(model, vector, threshold)
+        except ImgFinderError as exc:
+            outcome.error = _sentence(str(exc))
+        return outcome
+
+    def _query_vector(self, model: SearchModel, query: Query) -> tuple[np.ndarray, bool]:
+        """The query's embedding; repeated queries (a slider moved) are not encoded again."""
+        model.check_embedded()
+        key = (model.embedder.key, *query.cache_key())
+        with self._lock:
+            if key in self._queries:
+                self._queries.move_to_end(key)
+                return self._queries[key], True
+        if query.kind == "text":
+            if not query.text:
+                raise ConfigError("type something to search for")
+            vector = model.embedder.embed_texts([query.text])[0]
+        else:
+            upload = self.check_upload(query.data, model.embedder.image_size)
+            vector = model.embedder.embed_images([upload.image])[0]
+        with self._lock:
+            self._queries[key] = vector
+            while len(self._queries) > _QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector, False
+
+    @staticmethod
+    def check_upload(data: bytes, target_size: int | None = None) -> CheckedUpload:
+        """Validate an upload by content (size, magic bytes, pixel budget, clean decode)."""
+        return check_upload(data, target_size=target_size)
+
+    def _why_empty(
+        self, model: SearchModel, vector: np.ndarray | None, threshold: float | None
+    ) -> str:
+        if len(model.vector_index()) == 0:
+            return "This collection has nothing indexed yet — add a folder in the Index tab."
+        if threshold is None:
+            return "Nothing similar was found."
+        best = model.search_vector(vector, 1, None) if vector is not None else []
+        hint = f" The best match scores {best[0].score:.2f}." if best else ""
+        return f"Nothing above {threshold:.2f} — lower the threshold?{hint}"
+
+    def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:
+        """One card per image and per video; a video's card carries all its moments."""
+        roots = model.collection.catalog.roots()
+        cards: dict[str, Result] = {}
+        for hit in hits:
+            key = f"video:{hit.path}" if hit.kind == "video" else f"item:{hit.item_id}"
+            moment: tuple[Moment, ...] = ()
+            if hit.kind == "video":
+                start = hit.t_start or 0.0
+                moment = (
+                    Moment(hit.item_id, hit.score, start, hit.t_end or start, hit.t_best or start),
+                )
+            if key in cards:
+                card = cards[key]
+                cards[key] = replace(card, moments=card.moments + moment)
+            else:
+                cards[key] = Result(hit, _display_name(hit.path, roots), moment)
+        return [
+            replace(card, moments=tuple(sorted(card.moments, key=lambda m: m.t_start)))
+            for card in cards.values()
+        ]
+
+    # -- media for the page ---------------------------------------------------------------
+
+    def thumbnail(self, collection: str | Path, hit: Hit, t: float | None = None) -> Path | None:
+        """A small cached JPEG for a card (a video's frame at `t`, default its best)."""
+        target = self.collection(collection)
+        try:
+            if hit.kind == "video":
+                content = self._content_hash(target, hit.item_id)
+                moment = t if t is not None else hit.t_best or 0.0
+                return frame_thumbnail(target.thumbs_dir(), content, moment) if content else None
+            source = safe_path(hit.path, target.catalog.roots())
+            return image_thumbnail(target.thumbs_dir(), source)
+        except (ImgFinderError, OSError) as exc:
+            log.info("no thumbnail for %s: %s", hit.path, exc)
+            return None
+
+    def thumbnails(self, collection: str | Path, hits: list[Hit]) -> dict[int, Path | None]:
+        """Thumbnails for a page of results, two at a time: decoding releases the GIL, so a
+        first visit to a page costs about half as long."""
+        made = decode_ahead(hits, lambda hit: self.thumbnail(collection, hit), workers=2)
+        return {hit.item_id: thumb for hit, thumb in made if not isinstance(thumb, Exception)}
+
+    def preview(self, collection: str | Path, path: str) -> Path | None:
+        """A larger cached JPEG for the enlarged view; never the original file."""
+        target = self.collection(collection)
+        try:
+            source = safe_path(path, target.catalog.roots())
+            return image_thumbnail(target.thumbs_dir(), source, PREVIEW_SIZE)
+        except (ImgFinderError, OSError) as exc:
+            log.info("no preview for %s: %s", path, exc)
+            return None
+
+    def original(self, collection: str | Path, path: str) -> Path:
+        """The original file, only if it lies under one of the collection's roots."""
+        return safe_path(path, self.collection(collection).catalog.roots())
+
+    def read_original(self, collection: str | Path, path: str) -> bytes:
+        """Bytes of an original, read when the user asks to open it (not before)."""
+        return self.original(collection, path).read_bytes()
+
+    def _content_hash(self, collection: Collection, item_id: int) -> str | None:
+        key = (str(collection.dir), item_id)
+        with self._lock:
+            if key in self._hashes:
+                return self._hashes[key]
+        item = collection.catalog.items([item_id]).get(item_id)
+        digest = item.content_hash if item else None
+        with self._lock:
+            self._hashes[key] = digest
+        return digest
+
+    # -- background indexing ----------------------------------------------------------------
+
+    def start_indexing(self, selection: Selection, folder: str) -> JobStatus:
+        """Index `folder` into the selected collection in the background."""
+        text = folder.strip()
+        if not text:
+            raise ConfigError("type the path of a folder to add")
+        path = Path(text).expanduser().absolute()
+        if not path.exists():
+            raise ConfigError(f"there is no folder at {path}")
+        if is_under(path, self.collection(selection.collection).dir):
+            raise ConfigError("that folder is inside the collection itself")
+        model = self.model(selection)
+        key = str(model.collection.dir)
+        with self._lock:
+            running = self._jobs.get(key)
+            if running is not None and running.status().running:
+                raise ConfigError("this collection is already being indexed; wait or cancel")
+            job = IndexJob(model, path, self._job_finished)
+            self._jobs[key] = job
+        job.start()
+        return job.status()
+
+    def job(self, collection: str | Path) -> IndexJob | None:
+        with self._lock:
+            return self._jobs.get(str(self.collection(collection).dir))
+
+    def job_status(self, collection: str | Path) -> JobStatus | None:
+        job = self.job(collection)
+        return job.status() if job is not None else None
+
+    def cancel_indexing(self, collection: str | Path) -> None:
+        job = self.job(collection)
+        if job is not None:
+            job.cancel()
+
+    def dismiss_job(self, collection: str | Path) -> None:
+        """Forget a finished run's summary."""
+        with self._lock:
+            job = self._jobs.get(str(self.collection(collection).dir))
+            if job is not None and not job.status().running:
+                del self._jobs[job.collection]
+
+    def _job_finished(self, job: IndexJob) -> None:
+        """Other models on the collection hold a stale in-memory index: drop them."""
+        with self._lock:
+            for selection, model in list(self._models.items()):
+                if model.collection.dir == job.model.collection.dir and model is not job.model:
+                    del self._models[selection]
+
+    def close(self) -> None:
+        """Cancel runs, wait for them, close catalogs (tests and shutdown)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel()
+            job.wait(30)
+        with self._lock:
+            for collection in self._collections.values():
+                collection.close()
+            self._collections.clear()
+            self._models.clear()
+
+
+def _display_name(path: str, roots: list[str]) -> str:
+    """A path relative to the root that holds it (the deepest), for a short card label."""
+    holders = [root for root in roots if is_under(path, root)]
+    if not holders:
+        return Path(path).name
+    relative = os.path.relpath(path, max(holders, key=len))
+    return Path(path).name if relative == "." else relative
+
+
+def _sentence(message: str) -> str:
+    """A library message as one sentence: capitalised, with a full stop."""
+    message = message.strip() or "something went wrong"
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "?", "!")) else message + "."

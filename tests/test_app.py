@@ -1,0 +1,469 @@
+"""app.py through Streamlit's AppTest: every control and every state, offline and fast.
+
+The app runs with the ColorEmbedder (injected through IMGFINDER_EMBEDDER_FACTORY), on a small
+collection of coloured images and one video, so "красный" really means red here.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PALETTE, ColorEmbedder, make_image
+from streamlit.testing.v1 import AppTest
+from test_webapp import EMBED_GATE, FACTORY, LOADS, bomb_bytes
+
+from imgfinder.embedders.registry import get_model, list_models, missing_message
+from imgfinder.indexers.registry import INDEXERS
+from imgfinder.search import SearchModel
+from imgfinder.webapp.service import AppService
+from imgfinder.webapp.uploads import MAX_UPLOAD_MB
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ODD_NAME = "*bold* [link](javascript:alert(1)) <b>x</b>.png"
+
+
+def color_video(path: Path) -> Path:
+    """8 s: orange for the first three seconds and the last two, black in between."""
+    from imgfinder.media.video import write_video
+
+    def frame_at(t: float) -> np.ndarray:
+        color = PALETTE["orange"] if t < 3.0 or t >= 6.0 else PALETTE["black"]
+        return np.full((96, 128, 3), color, dtype=np.uint8)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, frame_at, fps=5, duration=8, size=(128, 96))
+
+
+def build_collection(directory: Path, album: Path) -> Path:
+    model = SearchModel(directory, ColorEmbedder())
+    model.model_name = "demo"
+    report = model.index([album])
+    assert not report.skipped
+    model.close()
+    return directory
+
+
+def make_library(base: Path) -> Path:
+    """`base/indexes` with `photos` (9 images, one odd name, a video) and `other` (green)."""
+    album = base / "album"
+    for color in ("red", "green", "blue", "yellow"):
+        for number in range(2):
+            make_image(album / f"{color}_{number}.png", color, seed=number)
+    make_image(album / ODD_NAME, "purple")
+    color_video(album / "clips" / "orange.mp4")
+    build_collection(base / "indexes" / "photos", album)
+    other = base / "other"
+    make_image(other / "only_green.jpg", "green")
+    build_collection(base / "indexes" / "other", other)
+    return base
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_library(tmp_path_factory.mktemp("library"))
+
+
+@pytest.fixture
+def app(library: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("IMGFINDER_COLLECTION", str(library / "indexes" / "photos"))
+    monkeypatch.setenv("IMGFINDER_INDEXES", str(library / "indexes"))
+    monkeypatch.setenv("IMGFINDER_EMBEDDER_FACTORY", FACTORY)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def plain(markdown: str) -> str:
+    """A message body as the reader sees it: the app escapes markdown in file names."""
+    return markdown.replace("\\", "")
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def search(at: AppTest, text: str) -> AppTest:
+    at.text_input(key="text_query").input(text)
+    return rerun(at)
+
+
+def names(at: AppTest) -> list[str]:
+    """File names on the result cards, in page order."""
+    return [t.value for t in at.main.text]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.main.caption]
+
+
+def timings(at: AppTest) -> str:
+    return next(c for c in captions(at) if " · encode " in c)
+
+
+def model_key(at: AppTest) -> str:
+    return next(s.key for s in at.sidebar.selectbox if s.key.startswith("model::"))
+
+
+def test_every_control_is_there(app: AppTest, library: Path) -> None:
+    sidebar = app.sidebar
+    collection = sidebar.selectbox(key="collection")
+    assert collection.value == str(library / "indexes" / "photos")
+    assert {"photos", "other"} <= set(collection.options)
+    model = sidebar.selectbox(key=model_key(app))
+    assert model.value == "demo"
+    assert set(sidebar.selectbox(key="runtime").options) <= {
+        "Automatic",
+        "ONNX fp32",
+        "ONNX int8",
+        "PyTorch",
+    }
+    index = sidebar.selectbox(key="indexer")
+    assert index.value == "exact" and index.options[0].startswith('Exact (the original\'s "dummy")')
+    assert len(index.options) == len(INDEXERS)
+    k = sidebar.slider(key="k")
+    assert (k.min, k.max, k.value) == (1, 200, 24)
+    threshold = sidebar.slider(key="threshold::demo")
+    assert (threshold.min, threshold.max) == (0.0, 1.0)
+    assert threshold.value == pytest.approx(AppService.default_threshold(get_model("demo")))
+    assert sidebar.radio(key="sort").options == ["Best first", "Worst first"]
+    assert [e.label for e in sidebar.expander] == ["New collection", "Index parameters"]
+    assert app.radio(key="mode").options == ["Text", "Image"]
+    assert [t.label for t in app.tabs] == ["Search", "Index"]
+    assert app.text_input(key="folder").label.startswith("Folder to add")
+    assert "Type a description above" in app.info[0].value
+    assert captions(app)[0] == "photos · 9 images · 1 video"
+
+
+def test_russian_query_shows_thumbnails_scores_and_timings(app: AppTest) -> None:
+    search(app, "красный")
+    assert sorted(names(app)[:2]) == ["red_0.png", "red_1.png"]
+    line = timings(app)
+    assert re.fullmatch(
+        r"\d+ results? · encode [\d.]+ ms · search [\d.]+ ms · render [\d.]+ ms", line
+    )
+    scores = [float(c.split()[1]) for c in captions(app) if c.startswith("score ")]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.9
+    images = app.main.get("image")
+    assert images and all(url.endswith(".jpg") for i in images for url in i.value)
+
+
+def test_top_k_threshold_and_sort(app: AppTest) -> None:
+    search(app, "red")
+    app.sidebar.slider(key="threshold::demo").set_value(0.0)
+    app.sidebar.slider(key="k").set_value(3)
+    rerun(app)
+    best_first = names(app)
+    assert len(best_first) == 3 and timings(app).startswith("3 results")
+    app.sidebar.radio(key="sort").set_value("Worst first")
+    rerun(app)
+    assert names(app) == best_first[::-1]
+
+
+def test_threshold_too_high_explains_the_empty_state(app: AppTest) -> None:
+    search(app, "синий")
+    app.sidebar.slider(key="threshold::demo").set_value(1.0)
+    rerun(app)
+    assert names(app) == []
+    message = plain(app.info[0].value)
+    assert message.startswith("Nothing above 1.00 — lower the threshold?")
+    assert "best match scores 0" in message
+
+
+def test_no_results_in_an_empty_collection(app: AppTest, library: Path) -> None:
+    app.sidebar.text_input(key="new_collection").input("empty-one")
+    app.sidebar.button[0].click()
+    rerun(app)
+    assert Path(app.sidebar.selectbox(key="collection").value).name == "empty-one"
+    assert "This collection is empty" in app.info[0].value
+    search(app, "red")
+    assert "nothing indexed yet" in app.info[0].value
+    app.sidebar.text_input(key="new_collection").input("../escape")
+    app.sidebar.button[0].click()
+    rerun(app)
+    assert "collection name uses letters" in app.sidebar.error[0].value
+
+
+def test_image_upload_ranks_the_same_image_first(app: AppTest, library: Path) -> None:
+    app.radio(key="mode").set_value("Image")
+    rerun(app)
+    data = (library / "album" / "green_1.png").read_bytes()
+    app.get("file_uploader")[0].set_value(("photo.bin", data, "application/octet-stream"))
+    rerun(app)
+    assert names(app)[0] == "green_1.png"
+    assert captions(app)[captions(app).index(timings(app)) + 1] == "score 1.000"
+
+
+def test_bad_uploads_show_one_message_and_the_app_keeps_working(app: AppTest) -> None:
+    app.radio(key="mode").set_value("Image")
+    rerun(app)
+    for data, message in (
+        (b"just some text, named like a picture", "not a JPEG, PNG or WebP image"),
+        (b"\xff\xd8\xff" + bytes(21 * 1024 * 1024), "the limit is 20 MB"),
+        (bomb_bytes(), "decompression-bomb guard"),
+    ):
+        app.get("file_uploader")[0].set_value(("cat.jpg", data, "image/jpeg"))
+        rerun(app)
+        assert len(app.error) == 1 and message in plain(app.error[0].value)
+        assert names(app) == []
+    app.radio(key="mode").set_value("Text")
+    rerun(app)
+    search(app, "yellow")
+    assert names(app)[0].startswith("yellow_") and not app.error
+
+
+def test_more_like_this_and_back(app: AppTest) -> None:
+    search(app, "blue")
+    first = names(app)[0]
+    like = next(b for b in app.main.button if b.key and b.key.startswith("like-"))
+    like.click()
+    rerun(app)
+    assert app.info[0].value.startswith("More like")
+    assert first not in names(app) and names(app)[0].startswith("blue_")
+    next(b for b in app.button if b.label == "Back to my query").click()
+    rerun(app)
+    assert names(app)[0] == first
+
+
+def test_enlarge_shows_a_preview_and_opens_the_original(app: AppTest, library: Path) -> None:
+    search(app, "yellow")
+    next(b for b in app.main.button if b.key and b.key.startswith("enlarge-")).click()
+    rerun(app)
+    path = next(t.value for t in app.text if t.value.startswith(str(library)))
+    assert Path(path).name.startswith("yellow_")
+    download = app.get("download_button")
+    assert [d.label for d in download] == ["Open original"]
+
+
+def test_video_moments_play_in_place_with_a_strip(app: AppTest) -> None:
+    search(app, "orange")
+    assert names(app)[0] == "clips/orange.mp4"
+    assert "2 matching moments" in captions(app)
+    span = next(c for c in captions(app) if "–" in c)
+    assert re.match(r"00:00:0\d–00:00:0\d · score", span)
+    play = next(b for b in app.main.button if b.key and b.key.startswith("play-"))
+    assert play.label.startswith("Play from 00:00:0")
+    strip = [b for b in app.main.button if b.key and b.key.startswith("moment-")]
+    assert len(strip) == 2
+    strip[1].click()
+    rerun(app)
+    videos = app.main.get("video")
+    assert len(videos) == 1 and videos[0].proto.start_time >= 5
+
+
+def test_file_names_render_as_text_not_markup(app: AppTest) -> None:
+    search(app, "purple")
+    assert names(app)[0] == ODD_NAME
+    rendered = [m.value for m in app.main.markdown] + captions(app) + [i.value for i in app.info]
+    assert not any("<b>" in value or "](javascript" in value for value in rendered)
+
+
+def test_model_missing_is_explained_not_a_crash(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_models = tmp_path / "no-models"
+    monkeypatch.delenv("IMGFINDER_EMBEDDER_FACTORY")
+    monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(no_models))
+    absent = next(info for info in list_models(no_models) if info.hf_repo and not info.present)
+    at = AppTest.from_file(APP, default_timeout=30)
+    rerun(at)
+    select = at.sidebar.selectbox(key=model_key(at))
+    assert f"{absent.key} — not downloaded" in select.options
+    select.set_value(absent.key)
+    rerun(at)
+    warning = plain(at.warning[0].value)
+    assert missing_message(absent, no_models) in warning
+    assert f"about {absent.size_mb} MB" in warning  # what a download would fetch
+    assert not at.tabs  # nothing to search with; nothing was loaded
+
+
+def test_a_model_that_fails_to_load_is_one_message(app: AppTest) -> None:
+    search(app, "red")
+    other = next(info.key for info in list_models() if info.key != "demo")
+    app.sidebar.selectbox(key=model_key(app)).set_value(other)
+    rerun(app)
+    assert [plain(e.value) for e in app.error] == [f"Model {other} is not available in the tests."]
+
+
+def test_every_indexer_is_offered_and_answers_the_same(app: AppTest) -> None:
+    assert app.sidebar.selectbox(key="indexer").options == [
+        'Exact (the original\'s "dummy")',
+        "FAISS",
+        "HNSW (nmslib)",
+        "Qdrant",
+    ]
+    search(app, "green")
+    expected = sorted(names(app)[:2])
+    for name in ("faiss", "hnsw"):
+        app.sidebar.selectbox(key="indexer").set_value(name)
+        rerun(app)
+        assert sorted(names(app)[:2]) == expected, name
+    # Qdrant's settings: where it keeps its data (memory, a folder, or a server's URL)
+    app.text_input(key="text_query").input("")
+    app.sidebar.selectbox(key="indexer").set_value("qdrant")
+    rerun(app)
+    assert app.sidebar.text_input(key="param::qdrant::location").value == ":memory:"
+    assert app.sidebar.text_input(key="param::qdrant::url").value == ""
+
+
+def test_indexer_parameters_rebuild_without_reembedding(app: AppTest) -> None:
+    search(app, "green")
+    app.sidebar.selectbox(key="indexer").set_value("faiss")
+    rerun(app)
+    factory = app.sidebar.text_input(key="param::faiss::factory")
+    assert factory.value == "Flat"
+    factory.input("HNSW16")
+    rerun(app)
+    assert names(app)[0].startswith("green_")
+    app.sidebar.number_input(key="param::faiss::efSearch").set_value(64)
+    rerun(app)
+    assert names(app)[0].startswith("green_")
+
+
+def test_runtime_choice_reaches_the_factory(app: AppTest) -> None:
+    runtime = app.sidebar.selectbox(key="runtime")
+    assert runtime.value == "auto"
+    for name in AppService.runtimes():
+        runtime.set_value(name)
+        search(app, f"red {name}")
+        assert names(app)[0].startswith("red_")
+
+
+def test_collection_picker_switches_collections(app: AppTest, library: Path) -> None:
+    search(app, "green")
+    assert "only_green.jpg" not in names(app)
+    app.sidebar.selectbox(key="collection").set_value(str(library / "indexes" / "other"))
+    rerun(app)
+    assert names(app) == ["only_green.jpg"]
+
+
+def test_moving_sliders_reloads_nothing(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgfinder.search
+
+    built: Counter[str] = Counter()
+    real = imgfinder.search.create_indexer
+
+    def counting(name: str, dim: int, **params: object):
+        built[name] += 1
+        return real(name, dim, **params)
+
+    monkeypatch.setattr(imgfinder.search, "create_indexer", counting)
+    search(app, "red")
+    loads = LOADS["demo"]
+    indexes = sum(built.values())
+    for k, threshold, order in (
+        (5, 0.1, "Worst first"),
+        (50, 0.5, "Best first"),
+        (1, 0.0, "Best first"),
+    ):
+        app.sidebar.slider(key="k").set_value(k)
+        app.sidebar.slider(key="threshold::demo").set_value(threshold)
+        app.sidebar.radio(key="sort").set_value(order)
+        rerun(app)
+        assert "encode cached" in timings(app)
+    assert LOADS["demo"] == loads and sum(built.values()) == indexes
+
+
+def test_indexing_from_the_ui_with_progress_and_summary(
+    app: AppTest, library: Path, tmp_path: Path
+) -> None:
+    app.sidebar.text_input(key="new_collection").input("fresh")
+    app.sidebar.button[0].click()
+    rerun(app)
+    folder = tmp_path / "to-add"
+    for number in range(3):
+        make_image(folder / f"white_{number}.png", "white", seed=number)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    app.text_input(key="folder").input(str(folder))
+    next(b for b in app.button if b.label == "Index folder").click()
+    rerun(app)
+    deadline = time.monotonic() + 20
+    while not app.success and not app.warning:
+        assert time.monotonic() < deadline, "indexing did not finish"
+        time.sleep(0.1)
+        rerun(app)
+    assert app.success[0].value.startswith("Indexed 3 new files from")
+    skipped = app.get("arrow_data_frame") or app.get("dataframe")
+    assert skipped
+    search(app, "белый")
+    assert sorted(names(app)) == [f"white_{n}.png" for n in range(3)]
+    next(b for b in app.button if b.label == "Dismiss").click()
+    rerun(app)
+    assert not app.success
+
+
+def test_progress_and_cancel_while_search_keeps_working(
+    app: AppTest, library: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "big"
+    for number in range(40):
+        make_image(folder / f"black_{number}.png", "black", size=(40 + number, 30))
+    app.sidebar.text_input(key="new_collection").input("cancelled")
+    app.sidebar.button[0].click()
+    rerun(app)
+    EMBED_GATE.clear()  # the run stops inside its first batch
+    try:
+        app.text_input(key="folder").input(str(folder))
+        next(b for b in app.button if b.label == "Index folder").click()
+        rerun(app)
+        deadline = time.monotonic() + 10
+        while not app.get("progress") or "Embedding" not in app.get("progress")[0].proto.text:
+            assert time.monotonic() < deadline, "no progress bar"
+            time.sleep(0.05)
+            rerun(app)
+        assert re.fullmatch(r"Embedding 0/40 · ETA —", app.get("progress")[0].proto.text)
+        assert next(b for b in app.button if b.label == "Index folder").disabled
+        search(app, "black")  # the page answers while the run is held
+        assert "nothing indexed yet" in plain(app.info[0].value)
+        next(b for b in app.button if b.label == "Cancel").click()
+        rerun(app)
+    finally:
+        EMBED_GATE.set()
+    deadline = time.monotonic() + 10
+    while not app.warning:
+        assert time.monotonic() < deadline, "the run did not stop"
+        time.sleep(0.05)
+        rerun(app)
+    cancelled = re.match(r"Cancelled\. Indexed (\d+) new files", plain(app.warning[0].value))
+    assert cancelled and int(cancelled[1]) < 40  # the batch in flight finishes, no more
+
+
+def test_indexing_a_missing_folder_says_so(app: AppTest, tmp_path: Path) -> None:
+    app.text_input(key="folder").input(str(tmp_path / "nowhere"))
+    next(b for b in app.button if b.label == "Index folder").click()
+    rerun(app)
+    assert "there is no folder at" in plain(app.error[0].value)
+    search(app, "red")
+    assert names(app)
+
+
+def test_safe_server_defaults() -> None:
+    """The settings `make run` relies on: local only, bounded uploads, XSRF, no tracebacks."""
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_text_query_median_under_300_ms(app: AppTest) -> None:
+    """Server-side time per query as shown on the page: encode + search + render."""
+    spent = []
+    words = ["red", "green", "blue", "yellow", "белый", "синий", "красный", "жёлтый"]
+    for number in range(20):
+        search(app, f"{words[number % len(words)]} {number}")
+        parts = re.findall(r"([\d.]+) ms", timings(app))
+        spent.append(sum(float(p) for p in parts))
+    assert statistics.median(spent) <= 300

@@ -1,0 +1,343 @@
+"""app.py in a real browser: Debian's chromium, driven by Playwright, against `streamlit run`.
+
+The server starts the way `make run` starts it, on a free port, with the ColorEmbedder factory
+injected (slowed to 0.2 s per image, so a run lasts long enough to cancel). One flow walks
+through every control; screenshots go to tests/artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+from playwright.sync_api import expect
+from test_app import ODD_NAME, make_library
+from test_webapp import bomb_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+QUERY_BOX = "Describe what you are looking for, in English or Russian"
+EXPECT_TIMEOUT = 20_000
+BIG = 100
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"Debian's chromium is not installed at {CHROMIUM}; `make browser` installs it",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fill_library(base: Path) -> None:
+    """The test collections, a small folder to add (one file broken) and a big one to cancel."""
+    make_library(base)
+    for number in range(3):
+        make_image(base / "to-add" / f"white_{number}.png", "white", seed=number)
+    (base / "to-add" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    for number in range(BIG):
+        make_image(base / "big" / f"many_{number}.png", "black", size=(40 + number, 30))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`streamlit run app.py --server.address 127.0.0.1 --server.port P --server.headless true`,
+    started first so that it boots while the test collections are built."""
+    base = tmp_path_factory.mktemp("browser")
+    port = free_port()
+    env = {
+        **os.environ,
+        "IMGFINDER_COLLECTION": str(base / "indexes" / "photos"),
+        "IMGFINDER_INDEXES": str(base / "indexes"),
+        "IMGFINDER_EMBEDDER_FACTORY": "test_webapp:slow_color_embedder",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        str(Path(sys.executable).with_name("streamlit")),
+        "run",
+        "app.py",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
+    log_path = base / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        fill_library(base)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process, log_path)
+        yield url, base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("the server did not start:\n" + log_path.read_text(errors="replace"))
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def page(site: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+            accept_downloads=True,
+        )
+        context.set_default_timeout(EXPECT_TIMEOUT)
+        expect.set_options(timeout=EXPECT_TIMEOUT)
+        tab = context.new_page()
+        tab.goto(site[0])
+        tab.get_by_label(QUERY_BOX).wait_for()
+        yield tab
+        context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def query(page, text: str) -> None:
+    box = page.get_by_label(QUERY_BOX)
+    box.fill(text)
+    box.press("Enter")
+
+
+def cards(page):
+    """The file names on the result cards, in page order."""
+    return page.locator('[data-testid="stMain"] [data-testid="stText"]')
+
+
+def names(page) -> list[str]:
+    return cards(page).all_inner_texts()
+
+
+def expect_cards(page, *expected: str | re.Pattern[str]) -> None:
+    """Wait until the result cards show exactly these names (strings or patterns)."""
+    expect(cards(page)).to_have_text(list(expected))
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+
+
+def slide(page, label: str, key: str, value: str) -> None:
+    slider = page.get_by_role("slider", name=label)
+    slider.press(key)
+    expect(slider).to_have_value(value)
+
+
+def alert(page, kind: str):
+    """The text of st.info / st.error / ... messages (their icon left out)."""
+    return page.locator(f'[data-testid="stAlertContent{kind}"] [data-testid="stMarkdownContainer"]')
+
+
+def starts(prefix: str) -> re.Pattern[str]:
+    return re.compile("^" + re.escape(prefix))
+
+
+def test_every_control_in_a_real_browser(page, site: tuple[str, Path]) -> None:
+    try:
+        walk_through(page, site[1])
+    finally:
+        shot(page, "last")
+
+
+def walk_through(page, library: Path) -> None:
+    red = starts("red_")
+    # a Russian text query: results with scores, thumbnails and timings
+    query(page, "красный")
+    expect_cards(page, red, red)
+    timing = re.compile(r"^2 results · encode [\d.]+ ms · search [\d.]+ ms · render [\d.]+ ms$")
+    expect(page.get_by_text(timing)).to_be_visible()
+    sources = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').evaluate_all(
+        "images => images.map(i => i.src)"
+    )
+    assert len(sources) == 2 and all("/media/" in s and s.endswith(".jpg") for s in sources)
+    shot(page, "01-text-query")
+
+    # sort by score, top-k
+    first = names(page)
+    page.get_by_text("Worst first", exact=True).click()
+    expect_cards(page, *first[::-1])
+    page.get_by_text("Best first", exact=True).click()
+    expect_cards(page, *first)
+    slide(page, "Results (top-k)", "Home", "1")
+    expect_cards(page, first[0])
+    slide(page, "Results (top-k)", "End", "200")
+    expect_cards(page, *first)
+
+    # more like this, and back
+    page.get_by_role("button", name="More like this").first.click()
+    expect(alert(page, "Info").first).to_have_text(f"More like {first[0]}")
+    expect(cards(page).first).to_have_text(first[1])
+    page.get_by_role("button", name="Back to my query").click()
+    expect_cards(page, *first)
+
+    # enlarge, then open the original
+    page.get_by_role("button", name="Enlarge").first.click()
+    dialog = page.get_by_role("dialog")
+    original = library / "album" / first[0]
+    expect(dialog.get_by_text(str(original))).to_be_visible()
+    with page.expect_download() as download:
+        dialog.get_by_role("button", name="Open original").click()
+    assert Path(download.value.path()).read_bytes() == original.read_bytes()
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+    # a video moment plays in place, from the moment picked on its strip
+    query(page, "orange")
+    expect(cards(page).first).to_have_text("clips/orange.mp4")
+    page.get_by_role("button", name="00:00:06").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('video'); return v && v.currentTime >= 5.5; }"
+    )
+    shot(page, "02-video-moment")
+
+    # file names are text: markdown and HTML in a name show as typed
+    query(page, "purple")
+    expect(cards(page).first).to_have_text(ODD_NAME)
+
+    # the threshold at its maximum empties the page, and says why
+    query(page, "синий")
+    expect(cards(page).first).to_have_text(starts("blue_"))
+    slide(page, "Minimum similarity (cosine)", "End", "1")
+    expect(alert(page, "Info").first).to_have_text(
+        starts("Nothing above 1.00 — lower the threshold?")
+    )
+    expect_cards(page)
+    shot(page, "03-threshold-too-high")
+    slide(page, "Minimum similarity (cosine)", "Home", "0")
+    expect(cards(page)).to_have_count(10)
+    shot(page, "screenshot")  # the whole collection, best first: docs/screenshot.png
+
+    # search by an uploaded image: the same image ranks first with a score of 1
+    page.get_by_text("Image", exact=True).click()
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader.set_input_files(str(library / "album" / "green_1.png"))
+    expect(cards(page).first).to_have_text("green_1.png")
+    expect(page.get_by_text("score 1.000").first).to_be_visible()
+    shot(page, "04-image-query")
+
+    # refused uploads: one clear message each, and the app keeps working
+    for name, data, message in (
+        ("cat.jpg", b"plain text pretending to be a photo", "not a JPEG, PNG or WebP image"),
+        ("bomb.png", bomb_bytes(), "decompression-bomb guard"),
+    ):
+        uploader.set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": data})
+        expect(alert(page, "Error")).to_have_text(re.compile(re.escape(message)))
+        expect_cards(page)
+    oversized = library / "huge.jpg"
+    oversized.write_bytes(b"\xff\xd8\xff" + bytes(21 * 1024 * 1024))
+    uploader.set_input_files(str(oversized))
+    expect(page.get_by_text(re.compile(r"File must be 20(\.0)?\s?MB or smaller"))).to_be_visible()
+    shot(page, "05-oversized-upload")
+    page.get_by_text("Text", exact=True).click()
+    query(page, "yellow")
+    yellow = starts("yellow_")
+    expect(cards(page).first).to_have_text(yellow)
+
+    # indexers, their parameters, runtimes and models
+    choose(page, "Index", "FAISS")
+    page.get_by_text("Index parameters").click()
+    expect(page.get_by_label("factory")).to_have_value("Flat")
+    expect(cards(page).first).to_have_text(yellow)
+    choose(page, "Index", 'Exact (the original\'s "dummy")')
+    page.get_by_role("combobox", name="Runtime").click()
+    runtimes = page.get_by_role("option").all_inner_texts()
+    assert runtimes[0] == "Automatic"
+    assert set(runtimes) <= {"Automatic", "ONNX fp32", "ONNX int8", "PyTorch"}
+    page.get_by_role("option", name=runtimes[-1], exact=True).click()
+    expect(cards(page).first).to_have_text(yellow)
+    choose(page, "Model", "clip-vit-b-32")
+    expect(alert(page, "Error")).to_have_text("Model clip-vit-b-32 is not available in the tests.")
+    choose(page, "Model", "demo")
+    expect(cards(page).first).to_have_text(yellow)
+
+    # the collection picker
+    choose(page, "Collection", "other")
+    query(page, "green")
+    expect_cards(page, "only_green.jpg")
+
+    # a new collection, filled from the Index tab: progress, summary with skipped files
+    page.get_by_text("New collection").click()
+    page.get_by_label("Name").fill("fresh")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("combobox", name="Collection")).to_have_value("fresh")
+    page.get_by_role("tab", name="Index").click()
+    page.get_by_role("textbox", name="Folder to add (on this computer)").fill(
+        str(library / "to-add")
+    )
+    page.get_by_role("button", name="Index folder").click()
+    expect(alert(page, "Success")).to_have_text(starts("Indexed 3 new files from"))
+    expect(page.get_by_text("Skipped files")).to_be_visible()
+    skipped = page.get_by_test_id("stDataFrame")
+    row = skipped.locator("tr", has_text="broken.png")  # the grid's accessible table
+    expect(row).to_contain_text("not an image: cannot identify image file")
+    shot(page, "06-index-summary")
+    page.get_by_role("button", name="Dismiss").click()
+    expect(alert(page, "Success")).to_have_count(0)
+
+    # a longer run: progress bar with counts and ETA, search meanwhile, then cancel
+    page.get_by_role("textbox", name="Folder to add (on this computer)").fill(str(library / "big"))
+    page.get_by_role("button", name="Index folder").click()
+    expect(page.get_by_text(re.compile(rf"Embedding \d+/{BIG} .*· ETA"))).to_be_visible()
+    shot(page, "07-indexing")
+    page.get_by_role("tab", name="Search").click()
+    query(page, "белый")
+    expect_cards(page, *(re.compile(r"^white_\d\.png$") for _ in range(3)))
+    page.get_by_role("tab", name="Index").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(alert(page, "Warning")).to_have_text(starts("Cancelled."))

@@ -1,0 +1,367 @@
+"""The app's library side without a browser: service, uploads, thumbnails, safe paths."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PALETTE, ColorEmbedder, make_image
+from PIL import Image
+
+from imgfinder.errors import ConfigError, ModelError
+from imgfinder.search import Hit, SearchModel
+from imgfinder.webapp.format import escape_markdown, format_ms, format_seconds
+from imgfinder.webapp.safe_paths import UnsafePathError, is_under, safe_path
+from imgfinder.webapp.service import (
+    AppService,
+    Query,
+    Selection,
+    Settings,
+    _display_name,
+    load_factory,
+)
+from imgfinder.webapp.thumbnails import GRID_SIZE, frame_thumbnail, image_thumbnail, jpeg_bytes
+from imgfinder.webapp.uploads import UploadError, check_upload, sniff_format
+
+#: embedders built by `color_embedder`, by model key: lets tests see that nothing reloads
+LOADS: Counter[str] = Counter()
+FACTORY = "test_webapp:color_embedder"
+#: a test clears this to hold the injected embedder inside a batch (progress, cancel)
+EMBED_GATE = threading.Event()
+EMBED_GATE.set()
+
+
+class HeldEmbedder(ColorEmbedder):
+    """A ColorEmbedder that waits at `gate` before each image batch and takes `delay` per image,
+    so an indexing run lasts long enough to be watched and cancelled."""
+
+    def __init__(self, gate: threading.Event = EMBED_GATE, delay: float = 0.0) -> None:
+        super().__init__()
+        self.gate = gate
+        self.delay = delay
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        assert self.gate.wait(20)
+        time.sleep(self.delay * len(batch))
+        return super().embed_prepared(batch)
+
+
+def color_embedder(key: str, runtime: str = "auto") -> ColorEmbedder:
+    """The embedder factory the app tests inject: `demo` is a ColorEmbedder, nothing else is."""
+    if key != "demo":
+        raise ModelError(f"model {key} is not available in the tests")
+    LOADS[key] += 1
+    return HeldEmbedder()
+
+
+def slow_color_embedder(key: str, runtime: str = "auto") -> ColorEmbedder:
+    """For the browser test: 0.2 s per image, so a run lasts long enough to search and cancel."""
+    if key != "demo":
+        raise ModelError(f"model {key} is not available in the tests")
+    return HeldEmbedder(delay=0.2)
+
+
+def image_bytes(color: str = "red", size: tuple[int, int] = (40, 30), fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, PALETTE[color]).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def bomb_bytes() -> bytes:
+    """A real PNG of a few kilobytes that decodes to 60 megapixels."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 6_000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    root = tmp_path / "album"
+    for color in ("red", "green", "blue", "yellow"):
+        for number in range(2):
+            make_image(root / f"{color}_{number}.png", color, seed=number)
+    return root
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> AppService:
+    settings = Settings(indexes_dir=str(tmp_path / "indexes"), embedder_factory=FACTORY)
+    app_service = AppService(settings)
+    yield app_service
+    app_service.close()
+
+
+@pytest.fixture
+def selection(tmp_path: Path, album: Path) -> Selection:
+    model = SearchModel(tmp_path / "indexes" / "photos", ColorEmbedder())
+    model.index([album])
+    model.close()
+    return Selection(str(tmp_path / "indexes" / "photos"), "demo")
+
+
+# -- safe paths -----------------------------------------------------------------------------
+
+
+def test_only_files_under_a_root_are_served(tmp_path: Path, album: Path) -> None:
+    inside = album / "red_0.png"
+    assert safe_path(inside, [album]) == inside
+    assert is_under(album, album)
+    outside = make_image(tmp_path / "secret.png")
+    for sneaky in (outside, album / ".." / "secret.png", f"{album}\x00/red_0.png"):
+        with pytest.raises(UnsafePathError):
+            safe_path(sneaky, [album])
+    assert not is_under(tmp_path / "album-evil" / "x.png", album)
+    with pytest.raises(UnsafePathError, match="no longer exists"):
+        safe_path(album / "gone.png", [album])
+    with pytest.raises(UnsafePathError):
+        safe_path(album / "red_0.png", [])
+
+
+# -- uploads --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_upload_accepts_images_by_content(fmt: str) -> None:
+    checked = check_upload(image_bytes("blue", fmt=fmt), target_size=16)
+    assert checked.format == fmt
+    assert (checked.width, checked.height) == (40, 30)
+    assert checked.image.mode == "RGB" and min(checked.image.size) >= 16
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.7 definitely a document", "not a JPEG, PNG or WebP"),
+        (b"GIF89a" + b"\0" * 64, "not a JPEG, PNG or WebP"),
+        (image_bytes()[:60], "damaged"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "damaged"),
+        (bomb_bytes(), "decompression-bomb guard"),
+    ],
+    ids=["empty", "pdf", "gif", "truncated", "garbage-png", "bomb"],
+)
+def test_upload_refusals_are_one_sentence(data: bytes, message: str) -> None:
+    with pytest.raises(UploadError, match=message) as caught:
+        check_upload(data)
+    assert "\n" not in str(caught.value) and str(caught.value).endswith(".")
+
+
+def test_upload_size_limit() -> None:
+    with pytest.raises(UploadError, match=r"the limit is 1 MB"):
+        check_upload(b"\xff\xd8\xff" + b"\0" * (1 << 20), max_bytes=1 << 20)
+
+
+def test_sniff_format() -> None:
+    assert sniff_format(b"RIFF\0\0\0\0WEBPVP8 ") == "WEBP"
+    assert sniff_format(b"RIFF\0\0\0\0AVI LIST") is None
+    assert sniff_format(b"\xff\xd8\xff\xe0") == "JPEG"
+
+
+# -- thumbnails -----------------------------------------------------------------------------
+
+
+def test_thumbnails_are_small_cached_and_follow_edits(tmp_path: Path) -> None:
+    source = make_image(tmp_path / "big.png", "green", size=(800, 600))
+    thumbs = tmp_path / "thumbs"
+    first = image_thumbnail(thumbs, source)
+    with Image.open(first) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) == GRID_SIZE
+    stamp = first.stat().st_mtime_ns
+    assert image_thumbnail(thumbs, source) == first and first.stat().st_mtime_ns == stamp
+    make_image(source, "red", size=(400, 300), seed=1)
+    os.utime(source, ns=(stamp + 10**9, stamp + 10**9))
+    assert image_thumbnail(thumbs, source) != first
+    assert frame_thumbnail(thumbs, "0" * 32, 1.0) is None
+    small = Image.open(io.BytesIO(jpeg_bytes(Image.new("RGB", (900, 300)), 90)))
+    assert small.size == (90, 30)
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+def test_text_search_with_timings_and_query_cache(
+    service: AppService, selection: Selection
+) -> None:
+    outcome = service.search(selection, Query.for_text("красный"), 3, 0.2)
+    assert not outcome.error
+    assert [Path(r.hit.path).name.split("_")[0] for r in outcome.results[:2]] == ["red", "red"]
+    assert outcome.results[0].name == "red_0.png" or outcome.results[0].name == "red_1.png"
+    assert outcome.encode_s >= 0 and outcome.search_s >= 0 and not outcome.cached_query
+    again = service.search(selection, Query.for_text("красный"), 5, 0.0)
+    assert again.cached_query and len(again.results) == 5
+    assert LOADS["demo"] >= 1
+
+
+def test_empty_states_say_why(service: AppService, selection: Selection, tmp_path: Path) -> None:
+    high = service.search(selection, Query.for_text("blue"), 10, 1.0)
+    assert high.results == [] and not high.error
+    assert high.empty_reason.startswith("Nothing above 1.00 — lower the threshold?")
+    assert "best match scores 0." in high.empty_reason
+    empty = Selection(str(service.create_collection("empty")), "demo")
+    outcome = service.search(empty, Query.for_text("blue"), 10, 0.2)
+    assert "nothing indexed yet" in outcome.empty_reason
+    assert service.counts(empty.collection)["items"] == 0
+
+
+def test_image_query_and_more_like_this(
+    service: AppService, selection: Selection, album: Path
+) -> None:
+    data = (album / "yellow_1.png").read_bytes()
+    outcome = service.search(selection, Query.for_image(data), 4, None)
+    top = outcome.results[0].hit
+    assert top.path == str(album / "yellow_1.png") and top.score == pytest.approx(1.0, abs=1e-3)
+    similar = service.search(selection, Query.like(top.item_id), 4, None)
+    assert top.item_id not in {r.hit.item_id for r in similar.results}
+    assert Path(similar.results[0].hit.path).name == "yellow_0.png"
+
+
+def test_errors_become_one_sentence(service: AppService, selection: Selection) -> None:
+    bad = service.search(selection, Query.for_image(b"hello"), 4, None)
+    assert bad.error == "That file is not a JPEG, PNG or WebP image (checked by its content)."
+    missing = service.search(Selection(selection.collection, "clip"), Query.for_text("x"), 4, 0)
+    assert missing.error == "Model clip is not available in the tests."
+    wrong = Selection(selection.collection, "demo", indexer="faiss", params=(("bogus", 1),))
+    assert "has no parameter bogus" in service.search(wrong, Query.for_text("red"), 4, 0).error
+
+
+def test_models_and_indexes_load_once(
+    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgfinder.search
+
+    built = Counter()
+    real = imgfinder.search.create_indexer
+
+    def counting(name: str, dim: int, **params):
+        built[name] += 1
+        return real(name, dim, **params)
+
+    monkeypatch.setattr(imgfinder.search, "create_indexer", counting)
+    before = LOADS["demo"]
+    for k in (1, 5, 20):
+        for threshold in (0.0, 0.3):
+            service.search(selection, Query.for_text("green"), k, threshold)
+    faiss = Selection(selection.collection, "demo", indexer="faiss")
+    assert service.search(faiss, Query.for_text("green"), 2, 0.5).results
+    assert LOADS["demo"] - before <= 1  # at most the first load in this test
+    assert built == Counter({"exact": 1, "faiss": 1})
+    assert service.model(selection) is service.model(selection)
+
+
+def test_video_hits_become_one_card_with_moments(service: AppService, tmp_path: Path) -> None:
+    model = SearchModel(tmp_path / "c", ColorEmbedder())
+    video = str(tmp_path / "clip.mp4")
+    hits = [
+        Hit(7, video, 0.9, "video", 10.0, 12.0, 11.0),
+        Hit(3, str(tmp_path / "a.png"), 0.8, "image"),
+        Hit(2, video, 0.7, "video", 2.0, 3.0, 2.0),
+    ]
+    cards = service._group(model, hits)
+    assert [c.hit.item_id for c in cards] == [7, 3]
+    assert [m.t_start for m in cards[0].moments] == [2.0, 10.0]
+    assert cards[1].moments == ()
+    model.close()
+
+
+def test_display_names() -> None:
+    assert _display_name("/p/a/b/c.jpg", ["/p", "/p/a"]) == "b/c.jpg"
+    assert _display_name("/elsewhere/c.jpg", ["/p"]) == "c.jpg"
+    assert _display_name("/p/one.jpg", ["/p/one.jpg"]) == "one.jpg"
+
+
+def test_originals_only_under_roots(
+    service: AppService, selection: Selection, album: Path, tmp_path: Path
+) -> None:
+    inside = str(album / "red_0.png")
+    assert service.read_original(selection.collection, inside) == Path(inside).read_bytes()
+    secret = make_image(tmp_path / "secret.png")
+    with pytest.raises(UnsafePathError):
+        service.read_original(selection.collection, str(secret))
+    assert service.preview(selection.collection, str(secret)) is None
+    hit = Hit(-5, str(secret), 1.0, "image")
+    assert service.thumbnail(selection.collection, hit) is None
+    page = service.search(selection, Query.for_text("red"), 4, None).results
+    thumbs = service.thumbnails(selection.collection, [r.hit for r in page] + [hit])
+    assert thumbs[-5] is None and len(thumbs) == 5
+    assert all(thumbs[r.hit.item_id].suffix == ".jpg" for r in page)
+
+
+def test_indexing_in_background_keeps_search_working(
+    tmp_path: Path, selection: Selection, album: Path
+) -> None:
+    gated = HeldEmbedder(threading.Event())
+    service = AppService(Settings(indexes_dir=str(tmp_path / "indexes")), lambda k, r: gated)
+    new = tmp_path / "new"
+    for number in range(3):
+        make_image(new / f"purple_{number}.png", "purple", seed=number)
+    (new / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    status = service.start_indexing(selection, str(new))
+    assert status.running and status.folder == str(new)
+    with pytest.raises(ConfigError, match="already being indexed"):
+        service.start_indexing(selection, str(new))
+    # while the run is blocked inside the embedder, the collection answers queries
+    during = service.search(selection, Query.for_text("red"), 2, 0.2)
+    assert not during.error and during.results
+    gated.gate.set()
+    assert service.job(selection.collection).wait(20)
+    final = service.job_status(selection.collection)
+    assert final.state == "done" and final.summary["indexed"] == 3
+    time.sleep(0.05)
+    assert service.job_status(selection.collection).elapsed == final.elapsed  # a finished clock
+    assert [(Path(s.path).name, s.reason) for s in final.skipped] == [
+        ("broken.jpg", "not an image: cannot identify image file")
+    ]
+    found = service.search(selection, Query.for_text("purple"), 3, 0.5)
+    assert {Path(r.hit.path).name for r in found.results} == {f"purple_{n}.png" for n in range(3)}
+    service.dismiss_job(selection.collection)
+    assert service.job_status(selection.collection) is None
+    service.close()
+
+
+def test_cancel_and_bad_folders(tmp_path: Path, selection: Selection) -> None:
+    gated = HeldEmbedder(threading.Event())
+    service = AppService(Settings(indexes_dir=str(tmp_path / "indexes")), lambda k, r: gated)
+    folder = tmp_path / "many"
+    for number in range(40):
+        make_image(folder / f"red_{number}.png", "red", seed=number)
+    service.start_indexing(selection, str(folder))
+    deadline = time.monotonic() + 10
+    while service.job_status(selection.collection).phase != "embed":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    service.cancel_indexing(selection.collection)
+    gated.gate.set()
+    assert service.job(selection.collection).wait(20)
+    assert service.job_status(selection.collection).state == "cancelled"
+    for bad, message in (("", "type the path"), (str(tmp_path / "nope"), "no folder at")):
+        with pytest.raises(ConfigError, match=message):
+            service.start_indexing(selection, bad)
+    with pytest.raises(ConfigError, match="inside the collection"):
+        service.start_indexing(selection, selection.collection)
+    service.close()
+
+
+def test_settings_and_factory_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"IMGFINDER_COLLECTION": "indexes/demo", "IMGFINDER_EMBEDDER_FACTORY": FACTORY}
+    settings = Settings.from_env(env)
+    assert settings.collection == "indexes/demo" and settings.embedder_factory == FACTORY
+    assert Settings.from_env({}).indexes_dir == "indexes"
+    assert load_factory(FACTORY) is color_embedder
+    for spec in ("nocolon", "no_such_module_xyz:f", "test_webapp:nope"):
+        with pytest.raises(ConfigError):
+            load_factory(spec)
+    with pytest.raises(ConfigError, match="collection name"):
+        AppService(Settings(embedder_factory=FACTORY)).create_collection("../up")
+
+
+def test_text_helpers() -> None:
+    assert escape_markdown("*a* [b](c) :red[x] $y$") == (r"\*a\* \[b\]\(c\) \:red\[x\] \$y\$")
+    assert format_seconds(None) == "—" and format_seconds(65) == "1:05"
+    assert format_seconds(3723) == "1:02:03"
+    assert format_ms(0.0042) == "4.2 ms" and format_ms(0.1234) == "123 ms"
