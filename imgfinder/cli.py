@@ -29,7 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 _state: dict[str, Any] = {"debug": False}
 
@@ -247,6 +247,110 @@ def demo_build(
         f"{summary['unchanged']} unchanged, {summary['skipped']} skipped "
         f"in {summary['seconds']} s"
     )
+
+
+models_app = typer.Typer(help="Models: list, download, verify.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+ModelDirOpt = Annotated[
+    Path | None, typer.Option("--model-dir", help="Where downloaded models live.")
+]
+
+
+@models_app.command("list")
+def models_list(
+    model_dir: ModelDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every known model, and whether its files are present here."""
+    from imgfinder.embedders.registry import list_models
+
+    models = list_models(model_dir)
+    if as_json:
+        rows = [
+            {
+                "key": m.key,
+                "family": m.family,
+                "languages": list(m.languages),
+                "present": m.present,
+                "size_mb": m.size_mb,
+                "source": m.hf_repo,
+            }
+            for m in models
+        ]
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("model", "family", "languages", "size", "here", "source")
+    for m in models:
+        table.add_row(
+            m.key,
+            m.family,
+            ", ".join(m.languages),
+            f"{m.size_mb} MB",
+            "yes" if m.present else "no",
+            Text(m.hf_repo or "bundled"),
+        )
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    key: Annotated[str, typer.Argument(help="Model key.")],
+    model_dir: ModelDirOpt = None,
+) -> None:
+    """Download a model's files (needs the internet)."""
+    from imgfinder.embedders.registry import pull
+
+    info = pull(key, model_dir=model_dir)
+    console.print(Text(f"{info.key} is ready in {info.path}"))
+
+
+@models_app.command("verify")
+def models_verify(
+    key: Annotated[str, typer.Argument(help="Model key.")],
+    model_dir: ModelDirOpt = None,
+    runtime: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
+) -> None:
+    """Load a model and embed one text and one image, to prove it works here."""
+    from PIL import Image
+
+    from imgfinder.embedders.registry import create_embedder
+
+    embedder = create_embedder(key, model_dir=model_dir, runtime=runtime)
+    text = embedder.embed_texts(["a red circle"])
+    image = embedder.embed_images([Image.new("RGB", (64, 64), (200, 30, 30))])
+    similarity = float(text[0] @ image[0])
+    console.print(
+        Text(f"{key}: ok ({embedder.key}, dim {embedder.dim}, text·image {similarity:.3f})")
+    )
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Folder per class, or any folder with --queries.")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model key; repeat to compare.")
+    ] = None,
+    indexer: Annotated[
+        list[str] | None, typer.Option("--indexer", "-i", help="Indexer; repeat to compare.")
+    ] = None,
+    queries: Annotated[
+        Path | None, typer.Option(help="CSV with query,relevant columns (relative paths).")
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="Template turning a class name into a query.")] = "{}",
+    out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
+) -> None:
+    """Recall@k, precision@k, nDCG@k, mAP, image→image and zero-shot accuracy on labelled data."""
+    from imgfinder.eval_run import evaluate as run_evaluation
+    from imgfinder.eval_run import load_labelled
+    from imgfinder.evaluation import to_markdown
+
+    labelled = load_labelled(data, queries, prompt)
+    results = run_evaluation(labelled, model or ["demo"], indexer or ["exact"])
+    if out is not None:
+        from imgfinder.atomic import atomic_write_text
+
+        atomic_write_text(out, json.dumps(results, indent=2))
+    console.print(Text(to_markdown(results)))
 
 
 def main() -> None:

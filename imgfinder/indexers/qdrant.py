@@ -103,21 +103,18 @@ class QdrantIndexer(Indexer):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
-        size, nq = len(self), len(queries)
-        if size == 0 or nq == 0:
-            return empty_result(nq, k)
-        top = min(k, size)
-        scores = np.full((nq, top), -np.inf, dtype=np.float32)
-        ids = np.full((nq, top), -1, dtype=np.int64)
+        # No count() first: it costs a scan in the in-process engine; short answers are padded.
+        nq = len(queries)
+        scores, ids = empty_result(nq, k)
         models = self._models
         for start in range(0, nq, _BATCH):
             requests = [
-                models.QueryRequest(query=q.tolist(), limit=top, with_payload=False)
+                models.QueryRequest(query=q.tolist(), limit=k, with_payload=False)
                 for q in queries[start : start + _BATCH]
             ]
             answers = self._client.query_batch_points(self.params["collection"], requests)
             for row, answer in enumerate(answers, start):
-                points = answer.points[:top]
+                points = answer.points[:k]
                 ids[row, : len(points)] = [point.id for point in points]
                 scores[row, : len(points)] = [point.score for point in points]
         return finish(scores, ids, k)

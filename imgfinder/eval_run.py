@@ -1,0 +1,131 @@
+"""`imgfinder eval`: score embedders and indexers on the user's own labelled data.
+
+Labelled data is either a folder with one sub-folder per class (queries are the class names
+through a prompt template) or any folder plus a CSV of `query,relevant` rows (relevant paths
+relative to the folder; one row per relevant file, or several joined by ';').
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imgfinder.errors import ConfigError
+from imgfinder.evaluation import (
+    evaluate_image_to_image,
+    ranking_metrics,
+    zero_shot_accuracy,
+)
+from imgfinder.media.scan import scan
+
+
+@dataclass
+class LabelledData:
+    root: Path
+    queries: list[str]
+    relevant: list[set[str]]
+    #: class of each file, for image→image and zero-shot (folder-per-class data only)
+    labels: dict[str, str] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+
+def load_labelled(root: Path, queries_csv: Path | None = None, prompt: str = "{}") -> LabelledData:
+    """Read either layout; paths are kept absolute so they match the catalog."""
+    root = root.absolute()
+    files = [f for f in scan([root], include_videos=False).files]
+    if not files:
+        raise ConfigError(f"no images under {root}")
+    if queries_csv is not None:
+        grouped: dict[str, set[str]] = {}
+        with open(queries_csv, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if "query" not in row or "relevant" not in row:
+                    raise ConfigError(f"{queries_csv} needs 'query' and 'relevant' columns")
+                for part in row["relevant"].split(";"):
+                    if part.strip():
+                        grouped.setdefault(row["query"], set()).add(str(root / part.strip()))
+        return LabelledData(root, list(grouped), list(grouped.values()))
+    labels = {
+        str(f.path): f.path.relative_to(root).parts[0] for f in files if f.path.parent != root
+    }
+    classes = sorted(set(labels.values()))
+    if len(classes) < 2:
+        raise ConfigError(
+            f"{root} needs one sub-folder per class (or pass --queries CSV with query,relevant)"
+        )
+    queries = [prompt.format(name.replace("_", " ")) for name in classes]
+    relevant = [{p for p, label in labels.items() if label == name} for name in classes]
+    return LabelledData(root, queries, relevant, labels, classes)
+
+
+def evaluate(
+    data: LabelledData,
+    models: Sequence[str],
+    indexers: Sequence[str] = ("exact",),
+    *,
+    ks: Sequence[int] = (1, 5, 10),
+    workdir: Path | None = None,
+) -> dict[str, dict[str, float]]:
+    """One row of metrics per model × indexer; approximate indexers are also scored vs exact."""
+    from imgfinder.search import SearchModel
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = workdir or Path(tmp)
+        for model in models:
+            collection = base / f"eval-{model}"
+            exact_top: np.ndarray | None = None
+            for indexer in ["exact", *[i for i in indexers if i != "exact"]]:
+                search_model = SearchModel(collection, model, indexer=indexer)
+                if indexer == "exact":
+                    search_model.index([data.root])
+                ids, paths, vectors = _items(search_model)
+                index = search_model.vector_index()
+                depth = len(ids)
+                queries = search_model.embedder.embed_texts(data.queries)
+                _, ranked = index.search(queries, depth)
+                by_path = {p: i for i, p in zip(ids, paths, strict=True)}
+                relevant = [{by_path[p] for p in rel if p in by_path} for rel in data.relevant]
+                row = ranking_metrics([r[r >= 0].tolist() for r in ranked], relevant, ks)
+                k = max(ks)
+                if indexer == "exact":
+                    exact_top = ranked[:, :k]
+                    if data.labels:
+                        labels = [data.labels.get(p, "") for p in paths]
+                        row["image_nn_accuracy"] = evaluate_image_to_image(vectors, labels, ks)[
+                            "nn_accuracy"
+                        ]
+                        class_vectors = search_model.embedder.embed_texts(data.queries)
+                        label_ids = [data.classes.index(label) for label in labels]
+                        row["zero_shot_accuracy"] = zero_shot_accuracy(
+                            vectors, label_ids, class_vectors
+                        )
+                if indexer != "exact" and exact_top is not None:
+                    row[f"recall@{k}_vs_exact"] = _overlap(ranked[:, :k], exact_top)
+                if indexer == "exact" or indexer in indexers:
+                    results[f"{model} / {indexer}"] = row
+                search_model.close()
+    return results
+
+
+def _items(search_model) -> tuple[list[int], list[str], np.ndarray]:
+    catalog = search_model.collection.catalog
+    rows = catalog.vector_rows(search_model.embedder.key)
+    items = catalog.items(r[0] for r in rows)
+    keep = [(item, row) for item, row in rows if items[item].kind == "image"]
+    store = search_model.collection.vectors(search_model.embedder.key, search_model.embedder.dim)
+    vectors = store.read(np.asarray([row for _, row in keep], dtype=np.int64))
+    return [i for i, _ in keep], [items[i].path for i, _ in keep], vectors
+
+
+def _overlap(approx: np.ndarray, exact: np.ndarray) -> float:
+    hits = [
+        len(set(a[a >= 0]) & set(e[e >= 0])) / max(1, (e >= 0).sum())
+        for a, e in zip(approx, exact, strict=True)
+    ]
+    return float(np.mean(hits))

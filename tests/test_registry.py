@@ -1,0 +1,229 @@
+"""The model registry: every entry is valid, presence is detected, failures are one sentence."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgfinder.embedders import registry
+from imgfinder.embedders.registry import (
+    ModelInfo,
+    create_embedder,
+    default_model_key,
+    get_model,
+    list_models,
+    missing_message,
+    models_dir,
+    pull,
+    repo_dir,
+)
+from imgfinder.errors import ConfigError, ModelError
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test ever reaches the network, whatever machine it runs on."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(-2, "Name or service not known")
+
+    monkeypatch.setattr(registry.socket, "create_connection", refuse)
+
+
+def fake_files(info: ModelInfo, model_dir: Path, use_alternative: bool = False) -> Path:
+    directory = repo_dir(str(info.hf_repo), model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for item in info.files:
+        names = item.split("|")
+        (directory / names[-1 if use_alternative else 0]).write_bytes(b"x")
+    return directory
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys\n"
+        "from imgfinder.embedders.registry import list_models, missing_message\n"
+        "assert all(missing_message(i) for i in list_models())\n"
+        "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_entry_is_valid() -> None:
+    import open_clip
+
+    models = list_models()
+    keys = [info.key for info in models]
+    assert len(keys) == len(set(keys)) and default_model_key() == "demo" in keys
+    for info in models:
+        assert info.family in registry.FAMILIES
+        assert info.description and info.languages and info.licence and info.size_mb > 0
+        assert info.files, info.key
+        if info.family == "demo":
+            continue
+        assert info.url == f"https://huggingface.co/{info.hf_repo}"
+        assert missing_message(info).count(".") <= 8  # one sentence, file names aside
+        if info.family == "open_clip":
+            config = open_clip.get_model_config(info.architecture)
+            assert config is not None, info.key
+            assert config["vision_cfg"]["image_size"] == info.image_size, info.key
+            tag = open_clip.get_pretrained_cfg(info.architecture, info.pretrained)
+            assert tag, f"{info.key}: open_clip has no tag {info.pretrained}"
+            assert tag["hf_hub"].strip("/").split("/")[:2] == info.hf_repo.split("/"), info.key
+        else:
+            assert info.hf_repo == f"ai-forever/{info.architecture}"
+            assert set(info.files) == {"config.json", "bpe.model", "pytorch_model.bin"}
+            assert info.architecture.endswith(str(info.image_size))
+    wanted = {
+        "clip-vit-b-32",
+        "clip-vit-b-16",
+        "clip-vit-l-14",
+        "laion-vit-b-32",
+        "xlm-roberta-base-vit-b-32",
+        "siglip2-vit-b-16",
+        "ruclip-vit-base-patch32-224",
+        "ruclip-vit-base-patch16-224",
+        "ruclip-vit-base-patch32-384",
+        "ruclip-vit-large-patch14-224",
+        "ruclip-vit-large-patch14-336",
+    }
+    assert wanted <= set(keys)
+
+
+def test_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="known models: demo, clip-vit-b-32"):
+        get_model("no-such-model")
+    with pytest.raises(ConfigError):
+        create_embedder("no-such-model")
+    with pytest.raises(ConfigError, match="runtime"):
+        create_embedder("demo", runtime="tpu")
+
+
+def test_models_dir_default_and_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("IMGFINDER_MODEL_DIR", raising=False)
+    assert models_dir() == Path(registry.__file__).resolve().parents[2] / "models" / "cache"
+    monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(tmp_path))
+    assert models_dir() == tmp_path
+    assert repo_dir("ai-forever/ruclip-vit-base-patch32-224") == (
+        tmp_path / "ai-forever--ruclip-vit-base-patch32-224"
+    )
+
+
+def test_presence_detection(tmp_path: Path) -> None:
+    ruclip = get_model("ruclip-vit-base-patch32-224")
+    laion = get_model("laion-vit-b-32")
+    assert not registry.locate(ruclip, tmp_path).present
+    directory = fake_files(ruclip, tmp_path)
+    (directory / "pytorch_model.bin").unlink()
+    assert not registry.locate(ruclip, tmp_path).present
+    fake_files(ruclip, tmp_path)
+    fake_files(laion, tmp_path, use_alternative=True)
+    found = {info.key: info for info in list_models(tmp_path)}
+    assert found["ruclip-vit-base-patch32-224"].present
+    assert found["ruclip-vit-base-patch32-224"].path == directory
+    assert found["laion-vit-b-32"].present
+    assert not found["clip-vit-l-14"].present and found["clip-vit-l-14"].path is None
+
+
+def test_missing_model_is_a_model_error_not_a_hang(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ModelError) as caught:
+        create_embedder("ruclip-vit-base-patch32-224", model_dir=tmp_path)
+    message = str(caught.value)
+    assert "bpe.model" in message and "about 605 MB" in message
+    assert "https://huggingface.co/ai-forever/ruclip-vit-base-patch32-224" in message
+    assert str(tmp_path / "ai-forever--ruclip-vit-base-patch32-224") in message
+    assert time.perf_counter() - started < 2
+
+
+def test_requirements_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = get_model("siglip2-vit-b-16")
+    fake_files(info, tmp_path)
+    real = registry.importlib.util.find_spec
+    monkeypatch.setattr(
+        registry.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "transformers" else real(name, *a),
+    )
+    with pytest.raises(ModelError, match="pip install transformers"):
+        create_embedder("siglip2-vit-b-16", model_dir=tmp_path)
+
+
+def test_open_clip_entry_builds_lazily(tmp_path: Path) -> None:
+    fake_files(get_model("laion-vit-b-32"), tmp_path)
+    embedder = create_embedder("laion-vit-b-32", model_dir=tmp_path, runtime="torch")
+    assert type(embedder).__name__ == "OpenClipEmbedder"
+    assert embedder.key == "open_clip:ViT-B-32:laion2b_s34b_b79k:torch-fp32"
+    auto = create_embedder("laion-vit-b-32", model_dir=tmp_path)
+    assert auto.key.endswith(":onnx-fp32")
+    with pytest.raises(ModelError, match="cannot load"):
+        embedder.embed_texts(["the weights file is fake"])
+
+
+def test_demo_entry() -> None:
+    info = registry.locate(get_model("demo"))
+    if info.present:
+        assert type(create_embedder("demo")).__name__ == "DemoEmbedder"
+    else:
+        with pytest.raises(ModelError, match="train"):
+            create_embedder("demo")
+
+
+@pytest.mark.usefixtures("offline")
+def test_pull_offline_fails_fast(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ModelError) as caught:
+        pull("laion-vit-b-32", model_dir=tmp_path)
+    message = str(caught.value)
+    assert message.startswith("cannot reach https://huggingface.co")
+    assert "open_clip_model.safetensors" in message and "\n" not in message
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.usefixtures("offline")
+def test_pull_of_the_bundled_demo_never_downloads() -> None:
+    if registry.locate(get_model("demo")).present:
+        assert pull("demo").present
+    else:
+        with pytest.raises(ModelError, match="train"):
+            pull("demo")
+
+
+@pytest.mark.usefixtures("offline")
+def test_pull_of_a_present_model_needs_no_network(tmp_path: Path) -> None:
+    fake_files(get_model("ruclip-vit-base-patch32-224"), tmp_path)
+    assert pull("ruclip-vit-base-patch32-224", model_dir=tmp_path).present
+
+
+def test_pull_respects_hf_hub_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):
+        pull("clip-vit-b-32", model_dir=tmp_path)
+
+
+def test_hub_offline_restores_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = constants.HF_HUB_OFFLINE
+    with registry.hub_offline():
+        assert constants.HF_HUB_OFFLINE is True
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert before == constants.HF_HUB_OFFLINE
+    assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_ruclip_entry_builds_lazily(tmp_path: Path) -> None:
+    fake_files(get_model("ruclip-vit-base-patch32-224"), tmp_path)
+    embedder = create_embedder("ruclip-vit-base-patch32-224", model_dir=tmp_path, runtime="torch")
+    assert type(embedder).__name__ == "RuClipEmbedder"
+    assert embedder.key.startswith("ruclip:ruclip-vit-base-patch32-224:")
+    with pytest.raises(ModelError):
+        embedder.embed_texts(["the config is fake"])
