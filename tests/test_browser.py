@@ -202,9 +202,9 @@ def walk_through(page, library: Path) -> None:
     expect_cards(page, red, red)
     timing = re.compile(r"^2 results · encode [\d.]+ ms · search [\d.]+ ms · render [\d.]+ ms$")
     expect(page.get_by_text(timing)).to_be_visible()
-    sources = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').evaluate_all(
-        "images => images.map(i => i.src)"
-    )
+    thumbnails = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
+    expect(thumbnails).to_have_count(2)  # images render a moment after their cards
+    sources = thumbnails.evaluate_all("images => images.map(i => i.src)")
     assert len(sources) == 2 and all("/media/" in s and s.endswith(".jpg") for s in sources)
     shot(page, "01-text-query")
 
