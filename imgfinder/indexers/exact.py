@@ -1,255 +1,26 @@
 """Exact brute-force indexer (the original's "dummy"): the oracle the ANN backends are tested
 against, and the right choice up to ~10^5 vectors.
-
-This module also holds what every backend shares (input checks, result padding, a growable
-vector store), so all of them validate input and shape results the same way.
 """
 
 from __future__ import annotations
 
-import importlib
-import operator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 
-from imgfinder.atomic import atomic_write
-from imgfinder.errors import ConfigError, IndexerError, MissingExtraError
-from imgfinder.indexers.base import Indexer, as_queries, empty_result
-
-DATA_FILE = "vectors.npz"
-#: upper bound for one [queries, n] block of scores, so search memory does not grow with nq
-SEARCH_BLOCK_BYTES = 64 << 20
-
-
-# -- shared helpers -------------------------------------------------------------------------
-
-
-def import_extra(module: str, package: str, extra: str) -> ModuleType:
-    """Import an optional backend at use time, naming the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(package, extra) from exc
-
-
-def positive_int(name: str, value: Any) -> int:
-    """Validate an integer parameter (CLI and JSON settings hand us ints or digit strings)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"parameter {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_k(k: Any) -> int:
-    """k must be a positive integer; a fixed-shape [nq, 0] result would hide a caller's bug."""
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise IndexerError(f"k must be an integer, got {k!r}") from None
-    if k <= 0:
-        raise IndexerError(f"k must be positive, got {k}")
-    return k
-
-
-def as_ids(ids: Any) -> np.ndarray:
-    """int64[n] ids; negatives are refused because -1 marks padding in results."""
-    array = np.asarray(ids)
-    if array.ndim == 0:
-        array = array[None]
-    if array.ndim != 1:
-        raise IndexerError(f"ids must be one-dimensional, got shape {list(array.shape)}")
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise IndexerError(f"ids must be integers, got {array.dtype}")
-    if array.dtype == np.uint64 and int(array.max()) > np.iinfo(np.int64).max:
-        raise IndexerError("ids must fit in int64")
-    array = array.astype(np.int64, copy=False)
-    if int(array.min()) < 0:
-        raise IndexerError("ids must be >= 0 (-1 marks padding in results)")
-    return array
-
-
-def unit_rows(rows: np.ndarray, what: str) -> np.ndarray:
-    """Scale float32[n, d] rows to unit length, so inner product is cosine in every backend."""
-    if rows.size == 0:
-        return rows
-    if not np.isfinite(rows).all():
-        raise IndexerError(f"{what} contain NaN or infinity")
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise IndexerError(f"{what} contain a zero vector, which has no direction")
-    return np.ascontiguousarray(rows / norms, dtype=np.float32)
-
-
-def unit_queries(queries: Any, dim: int) -> np.ndarray:
-    """Queries checked by the contract's `as_queries`, then made unit length."""
-    return unit_rows(as_queries(queries, dim), "queries")
-
-
-def as_vectors(ids: Any, vectors: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate an `add` call; on duplicate ids the last row wins, as if added one by one."""
-    ids = as_ids(ids)
-    try:
-        rows = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise IndexerError(f"vectors must be numbers: {exc}") from None
-    if rows.size == 0 and len(ids) == 0:
-        return ids, np.zeros((0, dim), dtype=np.float32)
-    if rows.ndim == 1:
-        rows = rows[None, :]
-    if rows.ndim != 2 or rows.shape[1] != dim:
-        raise IndexerError(f"vectors must have shape [n, {dim}], got {list(np.shape(vectors))}")
-    if len(rows) != len(ids):
-        raise IndexerError(f"got {len(ids)} ids for {len(rows)} vectors")
-    rows = unit_rows(rows, "vectors")
-    reversed_unique, first_from_end = np.unique(ids[::-1], return_index=True)
-    if len(reversed_unique) != len(ids):
-        keep = np.sort(len(ids) - 1 - first_from_end)
-        ids, rows = ids[keep], rows[keep]
-    return ids, rows
-
-
-def finish(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad a backend's [nq, <=k] answer to the contract: [nq, k], -inf/-1, descending."""
-    nq, got = ids.shape
-    out_scores, out_ids = empty_result(nq, k)
-    got = min(got, k)
-    found = ids[:, :got] >= 0
-    out_ids[:, :got] = np.where(found, ids[:, :got], -1)
-    out_scores[:, :got] = np.where(found, scores[:, :got], -np.inf)
-    if got > 1 and (out_scores[:, 1:got] > out_scores[:, : got - 1]).any():
-        order = np.argsort(-out_scores, axis=1, kind="stable")
-        out_scores = np.take_along_axis(out_scores, order, axis=1)
-        out_ids = np.take_along_axis(out_ids, order, axis=1)
-    return out_scores, out_ids
-
-
-def exact_search(
-    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner products of unit queries against unit rows, in bounded-memory blocks."""
-    nq, n = len(queries), len(ids)
-    if nq == 0 or n == 0:
-        return empty_result(nq, k)
-    top = min(k, n)
-    scores = np.empty((nq, top), dtype=np.float32)
-    rows = np.empty((nq, top), dtype=np.int64)
-    block = max(1, SEARCH_BLOCK_BYTES // (4 * n))
-    for start in range(0, nq, block):
-        sims = queries[start : start + block] @ vectors.T
-        if top < n:
-            best = np.argpartition(sims, n - top, axis=1)[:, n - top :]
-            sims = np.take_along_axis(sims, best, axis=1)
-        else:
-            best = np.broadcast_to(np.arange(n), sims.shape)
-        order = np.argsort(-sims, axis=1, kind="stable")
-        scores[start : start + block] = np.take_along_axis(sims, order, axis=1)
-        rows[start : start + block] = np.take_along_axis(best, order, axis=1)
-    return finish(scores, ids[rows], k)
-
-
-def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read arrays written by `save_npz`, never unpickling, with a clear error if damaged."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in keys}
-    except (OSError, KeyError, ValueError) as exc:
-        raise IndexerError(f"cannot read {path}: {exc}") from exc
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write several arrays as one file, atomically, so they can never disagree on disk."""
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
-
-
-class VectorStore:
-    """Growable float32 rows addressed by int64 id: O(1) replace, swap-with-last remove."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.clear()
-
-    def clear(self) -> None:
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
-        self._size = 0
-        self._row: dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return self._size
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self._ids[: self._size]
-
-    @property
-    def vectors(self) -> np.ndarray:
-        return self._vectors[: self._size]
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Store validated rows (see `as_vectors`); known ids are overwritten in place."""
-        rows = np.fromiter((self._row.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
-        known = rows >= 0
-        self._vectors[rows[known]] = vectors[known]
-        new_ids, new_vectors = ids[~known], vectors[~known]
-        start, stop = self._size, self._size + len(new_ids)
-        self._reserve(stop)
-        self._ids[start:stop] = new_ids
-        self._vectors[start:stop] = new_vectors
-        self._row.update(zip(new_ids.tolist(), range(start, stop), strict=True))
-        self._size = stop
-
-    def remove(self, ids: np.ndarray) -> int:
-        """Drop ids (unknown ones are ignored); returns how many were present."""
-        removed = 0
-        for item in ids.tolist():
-            row = self._row.pop(item, None)
-            if row is None:
-                continue
-            last = self._size - 1
-            if row != last:
-                moved = int(self._ids[last])
-                self._ids[row] = moved
-                self._vectors[row] = self._vectors[last]
-                self._row[moved] = row
-            self._size = last
-            removed += 1
-        if len(self._ids) > 1024 and self._size < len(self._ids) // 4:
-            self._resize(self._size)
-        return removed
-
-    def load(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the contents with saved arrays."""
-        if ids.ndim != 1 or vectors.shape != (len(ids), self.dim):
-            raise IndexerError(
-                f"saved vectors have shape {list(vectors.shape)} for {len(ids)} ids, "
-                f"expected dim {self.dim}"
-            )
-        self._ids = ids.astype(np.int64, copy=True)
-        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._size = len(ids)
-        self._row = dict(zip(self._ids.tolist(), range(self._size), strict=True))
-        if len(self._row) != self._size:
-            raise IndexerError("saved ids are not unique")
-
-    def _reserve(self, needed: int) -> None:
-        if needed > len(self._ids):
-            self._resize(max(needed, 2 * len(self._ids)))
-
-    def _resize(self, capacity: int) -> None:
-        ids = np.zeros(capacity, dtype=np.int64)
-        vectors = np.zeros((capacity, self.dim), dtype=np.float32)
-        ids[: self._size] = self.ids
-        vectors[: self._size] = self.vectors
-        self._ids, self._vectors = ids, vectors
-
-
-# -- the exact indexer ----------------------------------------------------------------------
+from imgfinder.indexers.base import Indexer
+from imgfinder.indexers.common import (
+    DATA_FILE,
+    VectorStore,
+    as_ids,
+    as_vectors,
+    check_k,
+    exact_search,
+    load_npz,
+    positive_int,
+    save_npz,
+    unit_queries,
+)
 
 
 class ExactIndexer(Indexer):

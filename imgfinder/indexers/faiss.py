@@ -32,7 +32,7 @@ import numpy as np
 from imgfinder.atomic import atomic_write_file
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
-from imgfinder.indexers.exact import (
+from imgfinder.indexers.common import (
     VectorStore,
     as_ids,
     as_vectors,

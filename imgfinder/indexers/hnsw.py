@@ -23,7 +23,7 @@ import numpy as np
 from imgfinder.atomic import atomic_write_file
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
-from imgfinder.indexers.exact import (
+from imgfinder.indexers.common import (
     DATA_FILE,
     VectorStore,
     as_ids,

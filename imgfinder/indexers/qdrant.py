@@ -22,7 +22,7 @@ import numpy as np
 
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
-from imgfinder.indexers.exact import (
+from imgfinder.indexers.common import (
     as_ids,
     as_vectors,
     check_k,

@@ -11,7 +11,8 @@ from typing import Any
 
 from imgfinder.errors import ConfigError
 from imgfinder.indexers.base import Indexer
-from imgfinder.indexers.exact import ExactIndexer, positive_int
+from imgfinder.indexers.common import positive_int
+from imgfinder.indexers.exact import ExactIndexer
 from imgfinder.indexers.faiss import FaissIndexer
 from imgfinder.indexers.hnsw import HnswIndexer
 from imgfinder.indexers.qdrant import QdrantIndexer
