@@ -47,6 +47,11 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Indexer parameter NAME=VALUE, e.g. factory=HNSW32."),
 ]
+ModelDirOpt = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Where downloaded models live (default models/cache)."),
+]
+RuntimeOpt = Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")]
 
 
 @app.callback()
@@ -88,12 +93,20 @@ def _open_model(
     indexer: str,
     params: list[str] | None,
     *,
+    model_dir: Path | None = None,
+    runtime: str = "auto",
     create: bool = False,
 ):
     from imgfinder.search import SearchModel
 
     return SearchModel(
-        collection, model, indexer=indexer, indexer_params=_parse_params(params), create=create
+        collection,
+        model,
+        indexer=indexer,
+        indexer_params=_parse_params(params),
+        model_dir=model_dir,
+        runtime=runtime,
+        create=create,
     )
 
 
@@ -104,12 +117,16 @@ def index(
     model: ModelOpt = None,
     indexer: IndexerOpt = "exact",
     param: ParamOpt = None,
+    model_dir: ModelDirOpt = None,
+    runtime: RuntimeOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
     workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index (or re-index incrementally) folders of images and videos."""
-    search_model = _open_model(collection, model, indexer, param, create=True)
+    search_model = _open_model(
+        collection, model, indexer, param, model_dir=model_dir, runtime=runtime, create=True
+    )
     labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
@@ -157,6 +174,8 @@ def search(
     model: ModelOpt = None,
     indexer: IndexerOpt = "exact",
     param: ParamOpt = None,
+    model_dir: ModelDirOpt = None,
+    runtime: RuntimeOpt = "auto",
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 20,
     threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -166,7 +185,9 @@ def search(
 
     if (query is None) == (image is None):
         raise ConfigError("give either a text query or --image FILE")
-    search_model = _open_model(collection, model, indexer, param)
+    search_model = _open_model(
+        collection, model, indexer, param, model_dir=model_dir, runtime=runtime
+    )
     if image is not None:
         hits = search_model.search_image(image, k=k, threshold=threshold)
     else:
@@ -251,9 +272,6 @@ def demo_build(
 
 models_app = typer.Typer(help="Models: list, download, verify.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-ModelDirOpt = Annotated[
-    Path | None, typer.Option("--model-dir", help="Where downloaded models live.")
-]
 
 
 @models_app.command("list")
@@ -308,7 +326,7 @@ def models_pull(
 def models_verify(
     key: Annotated[str, typer.Argument(help="Model key.")],
     model_dir: ModelDirOpt = None,
-    runtime: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Load a model and embed one text and one image, to prove it works here."""
     from PIL import Image

@@ -12,6 +12,8 @@ from PIL import Image
 
 from imgfinder.embedders.base import Embedder, l2_normalize
 
+SMALL_DEMO_IMAGES = 300
+
 PALETTE = {
     "red": (220, 30, 30),
     "green": (30, 180, 60),
@@ -132,3 +134,17 @@ def photo_folder(tmp_path: Path) -> Path:
         for number, ext in enumerate(formats):
             make_image(root / color[0] / f"{color}_{number}.{ext}", color, seed=number)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(collection, media folder): the demo collection with 300 images, indexed once per run
+    with the bundled demo model through its default runtime."""
+    from imgfinder.demo_collection import DEMO_VIDEOS, build_demo
+
+    base = tmp_path_factory.mktemp("small-demo")
+    collection, folder = base / "indexes" / "demo", base / "demo_data"
+    report = build_demo(folder, collection, images=SMALL_DEMO_IMAGES)
+    assert report.indexed == SMALL_DEMO_IMAGES + len(DEMO_VIDEOS), report.summary()
+    assert not report.skipped, report.summary()
+    return collection, folder

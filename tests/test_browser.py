@@ -261,7 +261,7 @@ def walk_through(page, library: Path) -> None:
     shot(page, "03-threshold-too-high")
     slide(page, "Minimum similarity (cosine)", "Home", "0")
     expect(cards(page)).to_have_count(10)
-    shot(page, "screenshot")  # the whole collection, best first: docs/screenshot.png
+    shot(page, "whole-collection")
 
     # search by an uploaded image: the same image ranks first with a score of 1
     page.get_by_text("Image", exact=True).click()

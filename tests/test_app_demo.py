@@ -1,0 +1,81 @@
+"""app.py on the demo collection with the bundled demo model: real semantics, real timings."""
+
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+QUERIES = [
+    "красный круг",
+    "синяя звезда",
+    "зелёный треугольник",
+    "жёлтый квадрат",
+    "фиолетовое сердце",
+    "a red circle",
+    "a blue star",
+    "a green triangle",
+    "a yellow square",
+    "a purple heart",
+]
+
+
+@pytest.fixture
+def app(small_demo: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    collection, _ = small_demo
+    monkeypatch.setenv("IMGFINDER_COLLECTION", str(collection))
+    monkeypatch.setenv("IMGFINDER_INDEXES", str(collection.parent))
+    monkeypatch.delenv("IMGFINDER_EMBEDDER_FACTORY", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def search(at: AppTest, text: str) -> AppTest:
+    at.text_input(key="text_query").input(text)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def labels(folder: Path) -> dict[str, tuple[str, str]]:
+    """Result name (path under the demo folder) -> (colour, shape), from the generator's CSV."""
+    with (folder / "images" / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        return {f"images/{r['path']}": (r["colour"], r["shape"]) for r in csv.DictReader(handle)}
+
+
+def assert_top_images_are(names: list[str], folder: Path, truth: tuple[str, str]) -> None:
+    """The best image results are all `truth`, as many as the collection has (up to 5)."""
+    known = labels(folder)
+    wanted = min(5, sum(kind == truth for kind in known.values()))
+    found = [known[name] for name in names if name in known][:wanted]
+    assert wanted and found == [truth] * wanted, found
+
+
+@pytest.mark.parametrize(
+    ("text", "truth"),
+    [("красная звезда", ("red", "star")), ("a blue circle", ("blue", "circle"))],
+)
+def test_demo_model_finds_what_was_asked(
+    app: AppTest, small_demo: tuple[Path, Path], text: str, truth: tuple[str, str]
+) -> None:
+    selected = next(s for s in app.sidebar.selectbox if s.key.startswith("model::"))
+    assert selected.value == "demo"
+    search(app, text)
+    assert_top_images_are([t.value for t in app.main.text], small_demo[1], truth)
+
+
+def test_text_query_median_under_300_ms(app: AppTest) -> None:
+    """Server-side time per query as the page shows it (encode + search + render)."""
+    spent = []
+    for number in range(20):
+        search(app, f"{QUERIES[number % len(QUERIES)]} {number}")
+        line = next(c.value for c in app.main.caption if " · encode " in c.value)
+        spent.append(sum(float(ms) for ms in re.findall(r"([\d.]+) ms", line)))
+    assert statistics.median(spent) <= 300, spent

@@ -1,0 +1,152 @@
+"""The bundled demo model in a real browser, served the way `make run` serves it.
+
+On a smaller demo collection (same generator, same videos, the shipped weights through the
+default runtime) the page must answer Russian and English queries with the right shapes, rank
+an uploaded image first and find a video event. `demo-screenshot.png` in tests/artifacts/ is
+the picture committed as docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from test_app_demo import assert_top_images_are, labels
+from test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXPECT_TIMEOUT,
+    QUERY_BOX,
+    ROOT,
+    cards,
+    free_port,
+    names,
+    query,
+    shot,
+    wait_until_healthy,
+)
+
+from imgfinder.search import SearchModel
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"Debian's chromium is not installed at {CHROMIUM}; `make browser` installs it",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def demo(
+    small_demo: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, Path]]:
+    """(url, collection, media folder): `streamlit run app.py` on the small demo collection."""
+    collection, folder = small_demo
+    base = tmp_path_factory.mktemp("demo-server")
+    port = free_port()
+    env = {**os.environ, "IMGFINDER_COLLECTION": str(collection)}
+    env.pop("IMGFINDER_EMBEDDER_FACTORY", None)
+    command = [
+        str(Path(sys.executable).with_name("streamlit")),
+        "run",
+        "app.py",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
+    log_path = base / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process, log_path)
+        yield url, collection, folder
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def page(demo: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        context.set_default_timeout(EXPECT_TIMEOUT)
+        expect.set_options(timeout=EXPECT_TIMEOUT)
+        tab = context.new_page()
+        tab.goto(demo[0])
+        tab.get_by_label(QUERY_BOX).wait_for()
+        yield tab
+        context.close()
+
+
+def ask(page, demo: tuple[str, Path, Path], text: str) -> None:
+    """Types the query and waits until the page shows the library's own best result for it."""
+    _, collection, folder = demo
+    model = SearchModel(collection, create=False)
+    try:
+        best = model.search_text(text, k=1)[0]
+    finally:
+        model.close()
+    query(page, text)
+    expect(cards(page).first).to_have_text(Path(best.path).relative_to(folder).as_posix())
+
+
+@pytest.mark.parametrize(
+    ("text", "truth"),
+    [
+        ("красный круг", ("red", "circle")),
+        ("синяя звезда", ("blue", "star")),
+        ("a green triangle", ("green", "triangle")),
+    ],
+)
+def test_demo_queries_find_the_right_shapes(page, demo, text: str, truth: tuple[str, str]) -> None:
+    ask(page, demo, text)
+    expect(page.get_by_text(re.compile(r"results? · encode [\d.]+ ms"))).to_be_visible()
+    assert_top_images_are(names(page), demo[2], truth)
+
+
+def test_russian_query_screenshot(page, demo) -> None:
+    ask(page, demo, "жёлтый квадрат")
+    expect(page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first).to_be_visible()
+    shot(page, "demo-screenshot")
+    assert_top_images_are(names(page), demo[2], ("yellow", "square"))
+
+
+def test_upload_from_the_demo_ranks_it_first(page, demo) -> None:
+    name = next(iter(labels(demo[2])))
+    page.get_by_text("Image", exact=True).click()
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader.set_input_files(str(demo[2] / name))
+    expect(cards(page).first).to_have_text(name)
+    expect(page.get_by_text("score 1.000").first).to_be_visible()
+    page.get_by_text("Text", exact=True).click()
+
+
+def test_video_event_is_a_moment(page, demo) -> None:
+    ask(page, demo, "фиолетовое сердце")
+    expect(cards(page).filter(has_text="street_camera.mp4").first).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^00:00:(09|1[0-3])")).first).to_be_visible()

@@ -1,0 +1,135 @@
+"""A ruCLIP model chosen by its registry key, end to end through the CLI and the app.
+
+A random-initialised stand-in in the original ruCLIP layout sits in a temporary model dir
+under the folder name a download would use. The oracle embeds the same files with the same
+model directly and scores them exactly; the CLI and the app must return those scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+from streamlit.testing.v1 import AppTest
+from test_cli import run
+from test_ruclip import make_folder
+
+from imgfinder.embedders.registry import create_embedder, get_model, repo_dir
+from imgfinder.media.images import open_image
+
+RUCLIP = "ruclip-vit-base-patch32-224"
+QUERY = "красная кошка спит"
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+#: vectors are stored as float16, so stored scores differ from the oracle's by about 1e-3
+SCORE_TOLERANCE = 5e-3
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("models")
+    make_folder(repo_dir(str(get_model(RUCLIP).hf_repo), directory))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("album")
+    for color in ("red", "green", "blue"):
+        for number in range(2):
+            make_image(folder / f"{color}_{number}.png", color, seed=number, size=(48, 40))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def oracle(model_dir: Path, album: Path) -> dict[str, float]:
+    """Exact cosine score of every image for QUERY, computed by the torch model itself."""
+    embedder = create_embedder(RUCLIP, model_dir=model_dir, runtime="torch")
+    paths = sorted(album.iterdir())
+    images = embedder.embed_images([open_image(p, target_size=embedder.image_size) for p in paths])
+    scores = images @ embedder.embed_texts([QUERY])[0]
+    return {path.name: float(score) for path, score in zip(paths, scores, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def collection(model_dir: Path, album: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Indexed through the CLI with the ruCLIP key (automatic runtime: ONNX when available)."""
+    target = tmp_path_factory.mktemp("indexes") / "ruclip"
+    code, out, err = run(
+        "index",
+        str(album),
+        "-c",
+        str(target),
+        "-m",
+        RUCLIP,
+        "--model-dir",
+        str(model_dir),
+        "--json",
+    )
+    assert code == 0, out + err
+    assert json.loads(out)["indexed"] == 6
+    return target
+
+
+def assert_matches_oracle(scored: list[tuple[str, float]], oracle: dict[str, float]) -> None:
+    assert sorted(name for name, _ in scored) == sorted(oracle)
+    for name, score in scored:
+        assert score == pytest.approx(oracle[name], abs=SCORE_TOLERANCE), name
+    scores = [score for _, score in scored]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_cli_indexes_and_searches_with_ruclip(
+    collection: Path, model_dir: Path, oracle: dict[str, float]
+) -> None:
+    code, out, err = run("info", "-c", str(collection), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["model"] == RUCLIP, err
+    assert all(key.startswith("ruclip:") for key in info["embedders"])
+
+    code, out, err = run(
+        "search", QUERY, "-c", str(collection), "--model-dir", str(model_dir), "-k", "10", "--json"
+    )
+    assert code == 0, err
+    hits = json.loads(out)
+    assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in hits], oracle)
+
+
+def test_cli_torch_runtime_gives_the_same_ranking(
+    collection: Path, model_dir: Path, oracle: dict[str, float], tmp_path: Path
+) -> None:
+    target = tmp_path / "torch"
+    album = Path(next(iter(json.loads(run("info", "-c", str(collection), "--json")[1])["roots"])))
+    common = ["-c", str(target), "-m", RUCLIP, "--model-dir", str(model_dir), "--runtime", "torch"]
+    assert run("index", str(album), *common, "--json")[0] == 0
+    code, out, err = run("search", QUERY, *common, "-k", "10", "--json")
+    assert code == 0, err
+    assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
+
+
+def test_app_searches_with_the_ruclip_model(
+    collection: Path, model_dir: Path, oracle: dict[str, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMGFINDER_COLLECTION", str(collection))
+    monkeypatch.setenv("IMGFINDER_INDEXES", str(collection.parent))
+    monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(model_dir))
+    monkeypatch.delenv("IMGFINDER_EMBEDDER_FACTORY", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
+    assert model.value == RUCLIP
+    at.sidebar.slider(key=f"threshold::{RUCLIP}").set_value(0.0)
+    at.sidebar.slider(key="k").set_value(10)
+    at.text_input(key="text_query").input(QUERY)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    names = [t.value for t in at.main.text]
+    scores = [float(c.value.split()[1]) for c in at.main.caption if c.value.startswith("score ")]
+    low = [name for name in oracle if oracle[name] < 0]
+    shown = {name: score for name, score in oracle.items() if name not in low}
+    assert_matches_oracle(list(zip(names, scores, strict=True)), shown)
