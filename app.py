@@ -36,6 +36,7 @@ RUNTIME_LABELS = {
 }
 PHASES = {"scan": "Scanning", "hash": "Reading", "embed": "Embedding", "video": "Videos"}
 SORTS = ("Best first", "Worst first")
+SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
 
 st.set_page_config(page_title="imgfinder", page_icon=":material/image_search:", layout="wide")
 
@@ -172,7 +173,9 @@ def search_tab(
     service: AppService, selection: Selection, k: int, threshold: float, order: str
 ) -> None:
     like = st.session_state.get("like")
-    mode = st.radio("Search by", ("Text", "Image"), horizontal=True, key="mode")
+    left, right = st.columns(2)
+    mode = left.radio("Search by", ("Text", "Image"), horizontal=True, key="mode")
+    show = right.radio("Show", tuple(SHOWS), horizontal=True, key="show")
     if mode == "Text":
         query_text = st.text_input(
             "Describe what you are looking for, in English or Russian",
@@ -196,7 +199,7 @@ def search_tab(
     if query is None:
         welcome(service, selection)
         return
-    outcome = service.search(selection, query, k, threshold)
+    outcome = service.search(selection, query, k, threshold, SHOWS[show])
     if outcome.error:
         st.error(text(outcome.error))
     else:
@@ -338,6 +341,7 @@ def enlarge(service: AppService, collection: str, result: Result) -> None:
         file_name=Path(hit.path).name,
         icon=":material/open_in_new:",
         key=f"original-{hit.item_id}",
+        on_click="ignore",  # a rerun would close the dialog while the download starts
     )
     if right.button("More like this", key=f"dialog-like-{hit.item_id}"):
         more_like(hit.item_id, result.name)

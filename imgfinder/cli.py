@@ -178,6 +178,9 @@ def search(
     runtime: RuntimeOpt = "auto",
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 20,
     threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="image or video: show only that kind.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Search a collection by text or by example image."""
@@ -189,9 +192,9 @@ def search(
         collection, model, indexer, param, model_dir=model_dir, runtime=runtime
     )
     if image is not None:
-        hits = search_model.search_image(image, k=k, threshold=threshold)
+        hits = search_model.search_image(image, k=k, threshold=threshold, kind=only)
     else:
-        hits = search_model.search_text(query or "", k=k, threshold=threshold)
+        hits = search_model.search_text(query or "", k=k, threshold=threshold, kind=only)
     if as_json:
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))
         return

@@ -31,6 +31,8 @@ STAMP = "stamp.json"
 MOMENT_GAP = 1.5
 #: a frame joins a moment when it scores within this fraction of the moment's best frame
 MOMENT_MARGIN = 0.1
+#: what a search can be limited to
+KINDS = ("image", "video")
 
 
 @dataclass(frozen=True)
@@ -189,18 +191,21 @@ class SearchModel:
                 f"or pick the model it was built with"
             )
 
-    def search_text(self, query: str, k: int = 20, threshold: float | None = None) -> list[Hit]:
+    def search_text(
+        self, query: str, k: int = 20, threshold: float | None = None, kind: str | None = None
+    ) -> list[Hit]:
         """Images and video moments matching a text query, best first."""
-        return self.search_vector(self.encode_text(query), k, threshold)
+        return self.search_vector(self.encode_text(query), k, threshold, kind)
 
     def search_image(
         self,
         image: str | Path | bytes | Image.Image,
         k: int = 20,
         threshold: float | None = None,
+        kind: str | None = None,
     ) -> list[Hit]:
         """Images and moments that look like `image` (a path, encoded bytes or PIL image)."""
-        return self.search_vector(self.encode_image(image), k, threshold)
+        return self.search_vector(self.encode_image(image), k, threshold, kind)
 
     def encode_text(self, query: str) -> np.ndarray:
         """The query vector of a text, after checking the collection speaks this model."""
@@ -218,7 +223,9 @@ class SearchModel:
             image = open_image(Path(image), target_size=self.embedder.image_size)
         return self.embedder.embed_images([image])[0]
 
-    def similar(self, item_id: int, k: int = 20, threshold: float | None = None) -> list[Hit]:
+    def similar(
+        self, item_id: int, k: int = 20, threshold: float | None = None, kind: str | None = None
+    ) -> list[Hit]:
         """More like a stored item (an image or a video frame), excluding the item itself."""
         self.check_embedded()
         rows = dict(self.collection.catalog.vector_rows(self.embedder.key))
@@ -226,30 +233,45 @@ class SearchModel:
             raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
         vector = store.read(np.asarray([rows[int(item_id)]]))[0]
-        hits = self.search_vector(vector, k + 1, threshold)
+        hits = self.search_vector(vector, k + 1, threshold, kind)
         return [h for h in hits if h.item_id != int(item_id)][:k]
 
     def search_vector(
-        self, vector: np.ndarray, k: int = 20, threshold: float | None = None
+        self,
+        vector: np.ndarray,
+        k: int = 20,
+        threshold: float | None = None,
+        kind: str | None = None,
     ) -> list[Hit]:
-        """The shared tail of every search: top-k, threshold, merge video frames into moments."""
+        """The shared tail of every search: top-k, threshold, video frames merged into moments,
+        and only images or only videos when `kind` is "image" or "video"."""
         if k < 1:
             raise ConfigError("k must be at least 1")
-        with self._lock:  # indexing may be updating the same index
-            index = self.vector_index()
-            if len(index) == 0:
-                return []
-            # frames of one video compete for the same slots; ask for more and merge them
-            fetch = min(len(index), k * 4 + 16)
-            scores, ids = index.search(np.asarray(vector, dtype=np.float32)[None, :], fetch)
-        pairs = [
-            (float(s), int(i))
-            for s, i in zip(scores[0], ids[0], strict=True)
-            if i >= 0 and (threshold is None or s >= threshold)
-        ]
-        items = self.collection.catalog.items(i for _, i in pairs)
-        hits = _merge_moments(pairs, items, self.video_every * MOMENT_GAP)
-        return hits[:k]
+        if kind not in (None, *KINDS):
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        query = np.asarray(vector, dtype=np.float32)[None, :]
+        # frames of one video compete for the same slots, and a filter drops some: ask for more
+        # than k, and for more again until k hits are found or nothing is left to ask for
+        fetch = k * 4 + 16
+        while True:
+            with self._lock:  # indexing may be updating the same index
+                index = self.vector_index()
+                fetch = min(len(index), fetch)
+                if fetch == 0:
+                    return []
+                scores, ids = index.search(query, fetch)
+            pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            exhausted = len(pairs) < fetch or fetch == len(index)
+            if threshold is not None:
+                exhausted = exhausted or pairs[-1][0] < threshold
+                pairs = [(s, i) for s, i in pairs if s >= threshold]
+            items = self.collection.catalog.items(i for _, i in pairs)
+            if kind is not None:
+                pairs = [(s, i) for s, i in pairs if i in items and items[i].kind == kind]
+            hits = _merge_moments(pairs, items, self.video_every * MOMENT_GAP)
+            if len(hits) >= k or exhausted:
+                return hits[:k]
+            fetch *= 4
 
     # -- info -------------------------------------------------------------------------------
 

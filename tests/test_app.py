@@ -259,6 +259,25 @@ def test_video_moments_play_in_place_with_a_strip(app: AppTest) -> None:
     assert len(videos) == 1 and videos[0].proto.start_time >= 5
 
 
+def test_show_images_only_or_videos_only(app: AppTest, library: Path) -> None:
+    app.sidebar.slider(key="threshold::demo").set_value(0.0)
+    search(app, "orange")
+    assert names(app)[0] == "clips/orange.mp4" and len(names(app)) > 1
+    show = app.radio(key="show")
+    assert show.options == ["Everything", "Images", "Videos"] and show.value == "Everything"
+    show.set_value("Videos")
+    rerun(app)
+    assert names(app) == ["clips/orange.mp4"]
+    app.radio(key="show").set_value("Images")
+    rerun(app)
+    assert names(app) and "clips/orange.mp4" not in names(app)
+    app.sidebar.selectbox(key="collection").set_value(str(library / "indexes" / "other"))
+    app.radio(key="show").set_value("Videos")
+    rerun(app)
+    assert names(app) == []
+    assert plain(app.info[0].value) == "This collection has no videos — show everything instead?"
+
+
 def test_file_names_render_as_text_not_markup(app: AppTest) -> None:
     search(app, "purple")
     assert names(app)[0] == ODD_NAME

@@ -246,6 +246,16 @@ def walk_through(page, library: Path) -> None:
     )
     shot(page, "02-video-moment")
 
+    # only videos, only images, then everything again
+    page.get_by_text("Videos", exact=True).click()
+    expect_cards(page, "clips/orange.mp4")
+    query(page, "red")
+    expect(alert(page, "Info").first).to_have_text(starts("Nothing above"))
+    page.get_by_text("Images", exact=True).click()
+    expect_cards(page, red, red)
+    page.get_by_text("Everything", exact=True).click()
+    expect_cards(page, red, red)
+
     # file names are text: markdown and HTML in a name show as typed
     query(page, "purple")
     expect(cards(page).first).to_have_text(ODD_NAME)

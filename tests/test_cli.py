@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,22 @@ def test_index_search_info(photo_folder: Path, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["images"] == 12
 
 
+def test_only_images_or_only_videos(tmp_path: Path) -> None:
+    from test_video_search import event_video
+
+    make_image(tmp_path / "media" / "red_photo.png", "red")
+    event_video(tmp_path / "media" / "clip.mp4", [("red", 3.0, 5.0)], 8.0)
+    collection = str(tmp_path / "col")
+    assert run("index", str(tmp_path / "media"), "-c", collection, "--json")[0] == 0
+
+    code, out, _ = run("search", "red", "-c", collection, "--only", "video", "--json")
+    assert code == 0 and {h["kind"] for h in json.loads(out)} == {"video"}
+    code, out, _ = run("search", "red", "-c", collection, "--only", "image", "--json")
+    assert code == 0 and [Path(h["path"]).name for h in json.loads(out)] == ["red_photo.png"]
+    code, out, _ = run("search", "red", "-c", collection, "--only", "video", "-k", "1")
+    assert code == 0 and re.fullmatch(r".*clip\.mp4  00:00:0\d–00:00:0\d  [\d.]+\n", out)
+
+
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
@@ -73,6 +90,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["search", "-c", str(tmp_path / "c")],
         ["search", "red", "-c", str(tmp_path / "typo")],
         ["index", str(tmp_path / "a"), "-c", str(tmp_path / "c"), "-i", "nope"],
+        ["search", "red", "-c", str(tmp_path / "c"), "--only", "photos"],
     ):
         sys.argv = ["imgfinder", *args]
         try:

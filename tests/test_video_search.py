@@ -8,6 +8,7 @@ import pytest
 from conftest import PALETTE, ColorEmbedder, make_image
 from PIL import Image
 
+from imgfinder.errors import ConfigError
 from imgfinder.media.video import write_video
 from imgfinder.search import SearchModel
 
@@ -88,3 +89,19 @@ def test_bad_videos_are_skipped(tmp_path: Path, media: Path) -> None:
     skipped = {Path(s.path).name for s in report.skipped}
     assert {"empty.mp4", "noise.mkv"} <= skipped
     assert report.indexed >= 2
+
+
+def test_images_only_and_videos_only(tmp_path: Path, media: Path) -> None:
+    long_black = event_video(media / "long_black.mp4", [("black", 0.0, 40.0)], 40.0)
+    model = SearchModel(tmp_path / "c", ColorEmbedder())
+    model.index([media])
+    # 40 black frames outrank the only image for "black": the search must look past them
+    only_image = model.search_text("black", k=1, kind="image")
+    assert [h.path for h in only_image] == [str(media / "red_photo.png")]
+    videos = model.search_text("red", k=10, kind="video")
+    assert videos and {h.kind for h in videos} == {"video"}
+    assert model.search_text("black", k=1, kind="video")[0].path == str(long_black)
+    red_images = model.search_text("red", k=10, threshold=0.5, kind="image")
+    assert [h.path for h in red_images] == [str(media / "red_photo.png")]
+    with pytest.raises(ConfigError, match="kind must be one of image, video"):
+        model.search_text("red", kind="photos")

@@ -420,26 +420,34 @@ class AppService:
     # -- search ---------------------------------------------------------------------------
 
     def search(
-        self, selection: Selection, query: Query, k: int, threshold: float | None
+        self,
+        selection: Selection,
+        query: Query,
+        k: int,
+        threshold: float | None,
+        kind: str | None = None,
     ) -> Outcome:
-        """Run one query; library errors become `Outcome.error`, one sentence for the page."""
+        """Run one query; library errors become `Outcome.error`, one sentence for the page.
+
+        `kind` ("image" or "video") limits the results to images or to video moments.
+        """
         outcome = Outcome()
         try:
             model = self.model(selection)
             started = time.perf_counter()
             if query.kind == "similar":
-                hits = model.similar(query.item_id, k, threshold)
+                hits = model.similar(query.item_id, k, threshold, kind)
                 outcome.search_s = time.perf_counter() - started
                 vector = None
             else:
                 vector, outcome.cached_query = self._query_vector(model, query)
                 encoded = time.perf_counter()
-                hits = model.search_vector(vector, k, threshold)
+                hits = model.search_vector(vector, k, threshold, kind)
                 outcome.encode_s = encoded - started
                 outcome.search_s = time.perf_counter() - encoded
             outcome.results = self._group(model, hits)
             if not hits:
-                outcome.empty_reason = self._why_empty(model, vector, threshold)
+                outcome.empty_reason = self._why_empty(model, vector, threshold, kind)
         except ImgFinderError as exc:
             outcome.error = _sentence(str(exc))
         return outcome
@@ -471,13 +479,20 @@ class AppService:
         return check_upload(data, target_size=target_size)
 
     def _why_empty(
-        self, model: SearchModel, vector: np.ndarray | None, threshold: float | None
+        self,
+        model: SearchModel,
+        vector: np.ndarray | None,
+        threshold: float | None,
+        kind: str | None,
     ) -> str:
         if len(model.vector_index()) == 0:
             return "This collection has nothing indexed yet — add a folder in the Index tab."
+        counts = model.collection.catalog.counts()
+        if kind is not None and counts[f"{kind}s"] == 0:
+            return f"This collection has no {kind}s — show everything instead?"
         if threshold is None:
             return "Nothing similar was found."
-        best = model.search_vector(vector, 1, None) if vector is not None else []
+        best = model.search_vector(vector, 1, None, kind) if vector is not None else []
         hint = f" The best match scores {best[0].score:.2f}." if best else ""
         return f"Nothing above {threshold:.2f} — lower the threshold?{hint}"
 
