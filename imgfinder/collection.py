@@ -78,16 +78,29 @@ class Collection:
         self.manifest["updated"] = time.time()
         atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=2))
 
-    def register_embedder(self, model: str, embedder_key: str, dim: int) -> None:
+    def register_embedder(
+        self, model: str, embedder_key: str, dim: int, runtime: str | None = None
+    ) -> None:
         """Record that vectors under `embedder_key` exist (or are about to)."""
         embedders = self.manifest.setdefault("embedders", {})
         known = embedders.get(embedder_key)
         if known and int(known["dim"]) != dim:
             raise CatalogError(f"embedder {embedder_key} changed its dimension")
         embedders[embedder_key] = {"model": model, "dim": dim}
+        if runtime is not None:
+            embedders[embedder_key]["runtime"] = runtime
         self.manifest["model"] = model
         self.manifest["embedder_key"] = embedder_key
         self.save_manifest()
+
+    def runtime_of(self, model: str) -> str | None:
+        """The runtime `model` last indexed this collection with, so that "auto" finds the
+        same vectors (an int8 collection searched with int8, not refused as fp32)."""
+        embedders = self.manifest.get("embedders", {})
+        keys = [key for key, entry in embedders.items() if entry.get("model") == model]
+        latest = self.manifest.get("embedder_key")
+        key = latest if latest in keys else (keys[-1] if keys else None)
+        return embedders[key].get("runtime") if key else None
 
     def vectors(self, embedder_key: str, dim: int) -> VectorStore:
         return VectorStore(self.dir / "vectors" / vector_file_name(embedder_key), dim)

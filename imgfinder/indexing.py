@@ -110,7 +110,9 @@ class Indexer:
         self.video_every = video_every
         self.video_scene_cuts = video_scene_cuts
         self.report = IndexReport()
-        collection.register_embedder(model_name, self.key, embedder.dim)
+        collection.register_embedder(
+            model_name, self.key, embedder.dim, getattr(embedder, "runtime", None)
+        )
         self.store = collection.vectors(self.key, embedder.dim)
 
     def run(self, roots: Sequence[str | Path]) -> IndexReport:

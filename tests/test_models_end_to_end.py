@@ -98,21 +98,28 @@ def test_cli_indexes_and_searches_with_ruclip(
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in hits], oracle)
 
 
-def test_cli_torch_runtime_gives_the_same_ranking(
-    collection: Path, model_dir: Path, oracle: dict[str, float], tmp_path: Path
+def test_a_torch_collection_is_searched_with_torch(
+    collection: Path,
+    model_dir: Path,
+    oracle: dict[str, float],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Indexed with --runtime torch, then searched with the automatic runtime: the vectors'
+    own runtime is used, in the CLI and in the app."""
     target = tmp_path / "torch"
     album = Path(next(iter(json.loads(run("info", "-c", str(collection), "--json")[1])["roots"])))
-    common = ["-c", str(target), "-m", RUCLIP, "--model-dir", str(model_dir), "--runtime", "torch"]
-    assert run("index", str(album), *common, "--json")[0] == 0
+    common = ["-c", str(target), "--model-dir", str(model_dir)]
+    assert run("index", str(album), *common, "-m", RUCLIP, "--runtime", "torch")[0] == 0
     code, out, err = run("search", QUERY, *common, "-k", "10", "--json")
     assert code == 0, err
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
+    at = open_app(target, model_dir, monkeypatch)
+    assert at.sidebar.selectbox(key="runtime").value == "auto"
+    assert_matches_oracle(search_in_app(at), positive(oracle))
 
 
-def test_app_searches_with_the_ruclip_model(
-    collection: Path, model_dir: Path, oracle: dict[str, float], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def open_app(collection: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("IMGFINDER_COLLECTION", str(collection))
     monkeypatch.setenv("IMGFINDER_INDEXES", str(collection.parent))
     monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(model_dir))
@@ -120,8 +127,11 @@ def test_app_searches_with_the_ruclip_model(
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception, at.exception
-    model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
-    assert model.value == RUCLIP
+    return at
+
+
+def search_in_app(at: AppTest) -> list[tuple[str, float]]:
+    """(name, score) of every card for QUERY, with the threshold at 0 and k at 10."""
     at.sidebar.slider(key=f"threshold::{RUCLIP}").set_value(0.0)
     at.sidebar.slider(key="k").set_value(10)
     at.text_input(key="text_query").input(QUERY)
@@ -130,6 +140,18 @@ def test_app_searches_with_the_ruclip_model(
     assert not at.error, [e.value for e in at.error]
     names = [t.value for t in at.main.text]
     scores = [float(c.value.split()[1]) for c in at.main.caption if c.value.startswith("score ")]
-    low = [name for name in oracle if oracle[name] < 0]
-    shown = {name: score for name, score in oracle.items() if name not in low}
-    assert_matches_oracle(list(zip(names, scores, strict=True)), shown)
+    return list(zip(names, scores, strict=True))
+
+
+def positive(oracle: dict[str, float]) -> dict[str, float]:
+    """What a threshold of 0 lets through."""
+    return {name: score for name, score in oracle.items() if score >= 0}
+
+
+def test_app_searches_with_the_ruclip_model(
+    collection: Path, model_dir: Path, oracle: dict[str, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app(collection, model_dir, monkeypatch)
+    model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
+    assert model.value == RUCLIP
+    assert_matches_oracle(search_in_app(at), positive(oracle))

@@ -400,8 +400,11 @@ class AppService:
             found = self._models.get(selection)
         if found is not None:
             return found
-        embedder = self.embedder(selection.model, selection.runtime)
         collection = self.collection(selection.collection)
+        runtime = selection.runtime
+        if runtime == "auto":  # the runtime the collection was indexed with, if any
+            runtime = collection.runtime_of(selection.model) or runtime
+        embedder = self.embedder(selection.model, runtime)
         with self._lock:
             if selection not in self._models:
                 model = SearchModel(
