@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import RESULTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -297,7 +298,7 @@ def versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--spread", type=float, default=0.75, help="noise norm per vector")
