@@ -378,7 +378,7 @@ def main() -> None:
     """Entry point: one clear line on errors, tracebacks only with --debug."""
     try:
         app()
-    except ImgFinderError as exc:
+    except (ImgFinderError, OSError) as exc:
         if _state["debug"]:
             raise
         errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

@@ -42,6 +42,9 @@ def test_index_search_info(photo_folder: Path, tmp_path: Path) -> None:
     code, out, _ = run("index", str(photo_folder), "-c", collection)
     assert code == 0 and "unchanged" in out and "12" in out
 
+    code, out, _ = run("index", str(photo_folder), "-c", str(tmp_path / "human"))
+    assert code == 0 and re.search(r"skipped: not an image\S* *│ *1 ", out), out
+
     code, out, _ = run("search", "red", "-c", collection, "-k", "3", "--json")
     hits = json.loads(out)
     assert code == 0 and len(hits) == 3
@@ -91,6 +94,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["search", "red", "-c", str(tmp_path / "typo")],
         ["index", str(tmp_path / "a"), "-c", str(tmp_path / "c"), "-i", "nope"],
         ["search", "red", "-c", str(tmp_path / "c"), "--only", "photos"],
+        ["index", str(tmp_path / "a"), "-c", "/proc/no-such-place/c"],
     ):
         sys.argv = ["imgfinder", *args]
         try:
@@ -101,3 +105,17 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert exited.value.code == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    import sys
+
+    from imgfinder.errors import ImgFinderError
+
+    argv = sys.argv
+    sys.argv = ["imgfinder", "--debug", "info", "-c", str(tmp_path / "missing")]
+    try:
+        with pytest.raises(ImgFinderError, match="missing"):
+            cli.main()
+    finally:
+        sys.argv = argv

@@ -137,7 +137,10 @@ def test_symlink_loop_terminates_and_counts_once(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(repo)},
     )
     assert child.stdout.strip() == "3", child.stderr
-    assert names(scan(tmp_path)) == ["x.jpg", "link.jpg", "y.jpg"]
+    result = scan(tmp_path)
+    assert names(result) == ["x.jpg", "link.jpg", "y.jpg"]
+    loop = "symlink to a folder already scanned (a loop or a duplicate)"
+    assert reasons(result) == {"loop": loop, "b": loop}
     # Overlapping roots do not list a folder twice either.
     assert len(scan([tmp_path, tmp_path / "a"]).files) == 3
 

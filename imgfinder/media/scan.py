@@ -181,7 +181,10 @@ class _Walker:
                 continue
             identity = (info.st_dev, info.st_ino)
             if identity in self.visited:
-                logger.debug("already walked %s (symlink loop or overlapping root)", folder)
+                if os.path.islink(folder):
+                    self.skip(folder, "symlink to a folder already scanned (a loop or a duplicate)")
+                else:
+                    logger.debug("already walked %s (overlapping roots)", folder)
                 continue
             self.visited.add(identity)
             try:
