@@ -96,6 +96,7 @@ def _open_model(
     model_dir: Path | None = None,
     runtime: str = "auto",
     create: bool = False,
+    video: Any = None,
 ):
     from imgfinder.search import SearchModel
 
@@ -107,6 +108,7 @@ def _open_model(
         model_dir=model_dir,
         runtime=runtime,
         create=create,
+        video=video,
     )
 
 
@@ -121,11 +123,27 @@ def index(
     runtime: RuntimeOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
     workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
+    every: Annotated[float, typer.Option(help="Seconds between sampled video frames.")] = 1.0,
+    scene_cuts: Annotated[
+        bool, typer.Option(help="Also sample a video frame at each scene cut.")
+    ] = True,
+    video_time_limit: Annotated[
+        float, typer.Option(help="Seconds per video, plus one per second of footage.")
+    ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index (or re-index incrementally) folders of images and videos."""
+    from imgfinder.media.frames import VideoSampling
+
     search_model = _open_model(
-        collection, model, indexer, param, model_dir=model_dir, runtime=runtime, create=True
+        collection,
+        model,
+        indexer,
+        param,
+        model_dir=model_dir,
+        runtime=runtime,
+        create=True,
+        video=VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit),
     )
     labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
     with Progress(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ import numpy as np
 from imgfinder.collection import Collection
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import ImgFinderError
+from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import decode_ahead, open_image
 from imgfinder.media.scan import ScannedFile, Skipped, content_hash, scan
 
@@ -96,8 +98,7 @@ class Indexer:
         workers: int = 2,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
-        video_every: float = 1.0,
-        video_scene_cuts: bool = True,
+        video: VideoSampling | None = None,
     ) -> None:
         self.collection = collection
         self.catalog = collection.catalog
@@ -107,8 +108,7 @@ class Indexer:
         self.workers = workers
         self.progress = progress or (lambda _p: None)
         self.cancel = cancel or threading.Event()
-        self.video_every = video_every
-        self.video_scene_cuts = video_scene_cuts
+        self.video = video or VideoSampling()
         self.report = IndexReport()
         collection.register_embedder(
             model_name, self.key, embedder.dim, getattr(embedder, "runtime", None)
@@ -303,14 +303,17 @@ class Indexer:
             frames = embed_video_frames(
                 item.file.path,
                 self.embedder,
-                every=self.video_every,
-                scene_cuts=self.video_scene_cuts,
+                sampling=self.video,
                 batch_size=self.batch_size,
                 thumbs_dir=self.collection.thumbs_dir() / item.hash,
                 cancel=self.cancel,
             )
         except ImgFinderError as exc:
             self._skip(item.file.path, str(exc))
+            return
+        except Exception as exc:  # a decoder's surprise must not end the whole run
+            log.debug("video %s failed", item.file.path, exc_info=True)
+            self._skip(item.file.path, f"unreadable video: {type(exc).__name__}: {exc}")
             return
         if self.cancel.is_set():
             return
@@ -350,13 +353,12 @@ class Indexer:
         with self.catalog.transaction() as db:
             for path in gone:
                 db.execute("DELETE FROM files WHERE path=?", (path,))
-            orphans = [
-                r[0]
-                for r in db.execute(
-                    "SELECT c.id FROM contents c WHERE NOT EXISTS "
+            orphans = dict(
+                db.execute(
+                    "SELECT c.id, c.hash FROM contents c WHERE NOT EXISTS "
                     "(SELECT 1 FROM files f WHERE f.content_id = c.id)"
-                )
-            ]
+                ).fetchall()
+            )
             for content_id in orphans:
                 items = [
                     r[0]
@@ -366,6 +368,8 @@ class Indexer:
                 db.execute("DELETE FROM contents WHERE id=?", (content_id,))
             if gone or orphans:
                 self.catalog.bump_generation(db)
+        for orphan_hash in orphans.values():  # frame thumbnails of videos that are gone
+            shutil.rmtree(self.collection.thumbs_dir() / orphan_hash, ignore_errors=True)
         self.report.removed = len(gone)
 
 

@@ -22,6 +22,7 @@ from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.registry import INDEXERS, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
+from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class SearchModel:
         indexer_params: dict[str, Any] | None = None,
         model_dir: Path | None = None,
         runtime: str = "auto",
-        video_every: float = 1.0,
+        video: VideoSampling | None = None,
         create: bool = True,
         model_name: str | None = None,
     ) -> None:
@@ -93,7 +94,7 @@ class SearchModel:
             self.embedder = create_embedder(self.model_name, model_dir=model_dir, runtime=runtime)
         self.indexer_name = indexer
         self.indexer_params = dict(indexer_params or {})
-        self.video_every = video_every
+        self.video = video or VideoSampling()
         self._index: Indexer | None = None
         self._lock = threading.RLock()
 
@@ -117,7 +118,7 @@ class SearchModel:
             workers=workers,
             progress=progress,
             cancel=cancel,
-            video_every=self.video_every,
+            video=self.video,
         )
         report = run.run(paths)
         with self._lock:
@@ -270,7 +271,7 @@ class SearchModel:
             items = self.collection.catalog.items(i for _, i in pairs)
             if kind is not None:
                 pairs = [(s, i) for s, i in pairs if i in items and items[i].kind == kind]
-            hits = _merge_moments(pairs, items, self.video_every * MOMENT_GAP)
+            hits = _merge_moments(pairs, items, self.video.every * MOMENT_GAP)
             if len(hits) >= k or exhausted:
                 return hits[:k]
             fetch *= 4

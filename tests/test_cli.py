@@ -73,7 +73,9 @@ def test_only_images_or_only_videos(tmp_path: Path) -> None:
     make_image(tmp_path / "media" / "red_photo.png", "red")
     event_video(tmp_path / "media" / "clip.mp4", [("red", 3.0, 5.0)], 8.0)
     collection = str(tmp_path / "col")
-    assert run("index", str(tmp_path / "media"), "-c", collection, "--json")[0] == 0
+    sampling = ["--every", "2", "--no-scene-cuts"]
+    code, out, _ = run("index", str(tmp_path / "media"), "-c", collection, *sampling, "--json")
+    assert code == 0 and json.loads(out)["frames"] == 4  # 0, 2, 4 and 6 s of an 8 s clip
 
     code, out, _ = run("search", "red", "-c", collection, "--only", "video", "--json")
     assert code == 0 and {h["kind"] for h in json.loads(out)} == {"video"}

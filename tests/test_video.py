@@ -363,6 +363,7 @@ CONTAINERS = {
     "mov": ("libx264", "mpeg4"),
     "avi": ("mpeg4", "mjpeg"),
     "webm": ("libvpx", "libvpx-vp9"),
+    "m4v": ("libx264", "mpeg4"),
 }
 
 

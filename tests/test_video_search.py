@@ -9,6 +9,7 @@ from conftest import PALETTE, ColorEmbedder, make_image
 from PIL import Image
 
 from imgfinder.errors import ConfigError
+from imgfinder.media.frames import VideoSampling
 from imgfinder.media.video import write_video
 from imgfinder.search import SearchModel
 
@@ -57,8 +58,9 @@ def test_more_like_a_moment(tmp_path: Path, media: Path) -> None:
     model.index([media])
     moment = next(h for h in model.search_text("red", k=5) if h.kind == "video")
     similar = model.similar(moment.item_id, k=3)
-    assert similar[0].path.endswith("red_photo.png") or similar[0].kind == "video"
-    assert all(h.score > 0.5 for h in similar[:1])
+    # the red photo first; the query moment itself (its best frame) is not offered back
+    assert similar[0].path == str(media / "red_photo.png") and similar[0].score > 0.9
+    assert moment.item_id not in {h.item_id for h in similar}
 
 
 def test_changed_and_deleted_videos(tmp_path: Path, media: Path) -> None:
@@ -75,9 +77,26 @@ def test_changed_and_deleted_videos(tmp_path: Path, media: Path) -> None:
     green = model.search_text("green", k=1)[0]
     assert green.kind == "video" and abs(green.t_start - 1.0) <= 1.0
 
+    thumbs = tmp_path / "c" / "thumbs"
+    assert len([d for d in thumbs.iterdir() if d.name != "images"]) == 1  # the old clip's: gone
     (media / "clip.mp4").unlink()
     model.index([media])
     assert all(h.kind == "image" for h in model.search_text("green", k=10))
+    assert not [d for d in thumbs.iterdir() if d.name != "images"]
+
+
+def test_sampling_settings_and_the_time_limit(tmp_path: Path, media: Path) -> None:
+    no_cuts = VideoSampling(every=2.0, scene_cuts=False)
+    report = SearchModel(tmp_path / "a", ColorEmbedder(), video=no_cuts).index([media])
+    assert report.frames == 6  # 0, 2, ..., 10 s of a 12 s clip
+    every_two = SearchModel(tmp_path / "b", ColorEmbedder(), video=VideoSampling(every=2.0))
+    assert every_two.index([media]).frames == 9  # and the cuts at 3, 5 and 9.5 s
+    no_time = VideoSampling(time_limit=0.0, time_per_second=0.0)
+    report = SearchModel(tmp_path / "c", ColorEmbedder(), video=no_time).index([media])
+    assert report.indexed == 1 and [Path(s.path).name for s in report.skipped] == ["clip.mp4"]
+    assert "time limit" in report.skipped[0].reason
+    with pytest.raises(ConfigError, match="every must be a positive"):
+        VideoSampling(every=0)
 
 
 def test_bad_videos_are_skipped(tmp_path: Path, media: Path) -> None:

@@ -10,8 +10,26 @@ import numpy as np
 
 from imgfinder.atomic import atomic_write
 from imgfinder.embedders.base import Embedder
+from imgfinder.errors import ConfigError
 
 THUMB_SIZE = 256
+
+
+@dataclass(frozen=True)
+class VideoSampling:
+    """How videos are indexed: a frame every `every` seconds plus one at each scene cut, within
+    `time_limit` + `time_per_second` x duration seconds per file, so no file can hang a run."""
+
+    every: float = 1.0
+    scene_cuts: bool = True
+    time_limit: float = 600.0
+    time_per_second: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.every > 0:
+            raise ConfigError(f"every must be a positive number of seconds, not {self.every!r}")
+        if not (self.time_limit >= 0 and self.time_per_second >= 0):
+            raise ConfigError("video time limits must not be negative")
 
 
 @dataclass
@@ -32,16 +50,15 @@ def embed_video_frames(
     path: Path,
     embedder: Embedder,
     *,
-    every: float = 1.0,
-    scene_cuts: bool = True,
+    sampling: VideoSampling | None = None,
     batch_size: int = 32,
     thumbs_dir: Path | None = None,
     cancel: threading.Event | None = None,
-    time_limit: float = 600.0,
 ) -> VideoFrames:
     """Sample, thumbnail and embed the frames of one video; raises MediaError on bad input."""
     from imgfinder.media.video import probe_video, sample_frames
 
+    sampling = sampling or VideoSampling()
     info = probe_video(path)
     width, height = info.display_size
     result = VideoFrames(width=width, height=height, duration=info.duration)
@@ -49,10 +66,11 @@ def embed_video_frames(
     batch: list[np.ndarray] = []
     for frame in sample_frames(
         path,
-        every=every,
-        scene_cuts=scene_cuts,
+        every=sampling.every,
+        scene_cuts=sampling.scene_cuts,
         target_size=embedder.image_size,
-        time_limit=time_limit,
+        time_limit=sampling.time_limit,
+        time_per_second=sampling.time_per_second,
     ):
         if cancel is not None and cancel.is_set():
             break
