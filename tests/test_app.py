@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import PALETTE, ColorEmbedder, make_image
 from streamlit.testing.v1 import AppTest
-from test_webapp import EMBED_GATE, FACTORY, LOADS, bomb_bytes
+from test_webapp import EMBED_GATE, FACTORY, LOADS, RUNTIMES_ASKED, bomb_bytes
 
-from imgfinder.embedders.registry import get_model, list_models, missing_message
+from imgfinder.embedders.registry import list_models, missing_message
 from imgfinder.indexers.registry import INDEXERS
 from imgfinder.search import SearchModel
 from imgfinder.webapp.service import AppService
@@ -133,7 +133,7 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     assert (k.min, k.max, k.value) == (1, 200, 24)
     threshold = sidebar.slider(key="threshold::demo")
     assert (threshold.min, threshold.max) == (0.0, 1.0)
-    assert threshold.value == pytest.approx(AppService.default_threshold(get_model("demo")))
+    assert threshold.value == pytest.approx(0.25)  # the demo model's own, from models.toml
     assert sidebar.radio(key="sort").options == ["Best first", "Worst first"]
     assert [e.label for e in sidebar.expander] == ["New collection", "Index parameters"]
     assert app.radio(key="mode").options == ["Text", "Image"]
@@ -351,9 +351,10 @@ def test_runtime_choice_reaches_the_factory(app: AppTest) -> None:
     runtime = app.sidebar.selectbox(key="runtime")
     assert runtime.value == "auto"
     for name in AppService.runtimes():
-        runtime.set_value(name)
+        app.sidebar.selectbox(key="runtime").set_value(name)
         search(app, f"red {name}")
         assert names(app)[0].startswith("red_")
+    assert set(AppService.runtimes()) <= RUNTIMES_ASKED
 
 
 def test_collection_picker_switches_collections(app: AppTest, library: Path) -> None:

@@ -7,6 +7,7 @@ through every control; screenshots go to tests/artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_image
+from PIL import Image
 from playwright.sync_api import expect
 from test_app import ODD_NAME, make_library
 from test_webapp import bomb_bytes
@@ -234,12 +236,18 @@ def walk_through(page, library: Path) -> None:
     with page.expect_download() as download:
         dialog.get_by_role("button", name="Open original").click()
     assert Path(download.value.path()).read_bytes() == original.read_bytes()
-    dialog.get_by_role("button", name="Close").click()
+    dialog.get_by_role("button", name="More like this").click()
     expect(dialog).to_be_hidden()
+    expect(alert(page, "Info").first).to_have_text(f"More like {first[0]}")
+    page.get_by_role("button", name="Back to my query").click()
+    expect_cards(page, *first)
 
     # a video moment plays in place, from the moment picked on its strip
     query(page, "orange")
     expect(cards(page).first).to_have_text("clips/orange.mp4")
+    expect(page.locator("video")).to_have_count(0)  # a thumbnail until asked to play
+    page.get_by_role("button", name=re.compile(r"^Play from 00:00:0\d$")).click()
+    expect(page.locator("video")).to_have_count(1)
     page.get_by_role("button", name="00:00:06").click()
     page.wait_for_function(
         "() => { const v = document.querySelector('video'); return v && v.currentTime >= 5.5; }"
@@ -280,6 +288,12 @@ def walk_through(page, library: Path) -> None:
     expect(cards(page).first).to_have_text("green_1.png")
     expect(page.get_by_text("score 1.000").first).to_be_visible()
     shot(page, "04-image-query")
+    webp = io.BytesIO()
+    Image.open(library / "album" / "red_0.png").save(webp, format="WEBP", lossless=True)
+    uploader.set_input_files(
+        {"name": "q.webp", "mimeType": "image/webp", "buffer": webp.getvalue()}
+    )
+    expect(cards(page).first).to_have_text("red_0.png")
 
     # refused uploads: one clear message each, and the app keeps working
     for name, data, message in (
@@ -302,8 +316,16 @@ def walk_through(page, library: Path) -> None:
     # indexers, their parameters, runtimes and models
     choose(page, "Index", "FAISS")
     page.get_by_text("Index parameters").click()
-    expect(page.get_by_label("factory")).to_have_value("Flat")
+    factory = page.get_by_label("factory")
+    expect(factory).to_have_value("Flat")
     expect(cards(page).first).to_have_text(yellow)
+    factory.fill("HNSW16")
+    factory.press("Enter")
+    expect(page.get_by_label("factory")).to_have_value("HNSW16")
+    expect(cards(page).first).to_have_text(yellow)
+    for label in ("HNSW (nmslib)", "Qdrant"):
+        choose(page, "Index", label)
+        expect(cards(page).first).to_have_text(yellow)
     choose(page, "Index", 'Exact (the original\'s "dummy")')
     page.get_by_role("combobox", name="Runtime").click()
     runtimes = page.get_by_role("option").all_inner_texts()

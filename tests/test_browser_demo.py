@@ -25,7 +25,9 @@ from test_browser import (
     EXPECT_TIMEOUT,
     QUERY_BOX,
     ROOT,
+    alert,
     cards,
+    choose,
     free_port,
     names,
     query,
@@ -53,7 +55,12 @@ def demo(
     collection, folder = small_demo
     base = tmp_path_factory.mktemp("demo-server")
     port = free_port()
-    env = {**os.environ, "IMGFINDER_COLLECTION": str(collection)}
+    env = {
+        **os.environ,
+        "IMGFINDER_COLLECTION": str(collection),
+        "IMGFINDER_MODEL_DIR": str(base / "no-models"),  # nothing downloaded on this machine
+        "HF_HUB_CACHE": str(base / "no-hub-cache"),
+    }
     env.pop("IMGFINDER_EMBEDDER_FACTORY", None)
     command = [
         str(Path(sys.executable).with_name("streamlit")),
@@ -150,3 +157,12 @@ def test_video_event_is_a_moment(page, demo) -> None:
     ask(page, demo, "фиолетовое сердце")
     expect(cards(page).filter(has_text="street_camera.mp4").first).to_be_visible()
     expect(page.get_by_role("button", name=re.compile(r"^00:00:(09|1[0-3])")).first).to_be_visible()
+
+
+def test_a_model_not_downloaded_says_what_to_fetch(page, demo) -> None:
+    choose(page, "Model", "clip-vit-b-32 — not downloaded")
+    expect(alert(page, "Warning")).to_have_text(
+        re.compile(r"^Model clip-vit-b-32 is not available here: .*huggingface\.co/timm/")
+    )
+    choose(page, "Model", "demo")
+    ask(page, demo, "красный круг")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,7 +65,10 @@ def test_every_entry_is_valid() -> None:
         assert info.family in registry.FAMILIES
         assert info.description and info.languages and info.licence and info.size_mb > 0
         assert info.files, info.key
+        assert info.image_size and 0 < info.threshold < 1, info.key
         if info.family == "demo":
+            config = json.loads((registry.folder(info) / "config.json").read_text())
+            assert config["image_size"] == info.image_size
             continue
         assert info.url == f"https://huggingface.co/{info.hf_repo}"
         assert missing_message(info).count(".") <= 8  # one sentence, file names aside

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from imgfinder.webapp.uploads import UploadError, check_upload, sniff_format
 
 #: embedders built by `color_embedder`, by model key: lets tests see that nothing reloads
 LOADS: Counter[str] = Counter()
+#: every runtime the app asked the test factory for
+RUNTIMES_ASKED: set[str] = set()
 FACTORY = "test_webapp:color_embedder"
 #: a test clears this to hold the injected embedder inside a batch (progress, cancel)
 EMBED_GATE = threading.Event()
@@ -57,6 +60,7 @@ def color_embedder(key: str, runtime: str = "auto") -> ColorEmbedder:
     if key != "demo":
         raise ModelError(f"model {key} is not available in the tests")
     LOADS[key] += 1
+    RUNTIMES_ASKED.add(runtime)
     return HeldEmbedder()
 
 
@@ -252,6 +256,32 @@ def test_models_and_indexes_load_once(
     assert LOADS["demo"] - before <= 1  # at most the first load in this test
     assert built == Counter({"exact": 1, "faiss": 1})
     assert service.model(selection) is service.model(selection)
+
+
+def test_concurrent_sessions_share_one_load(
+    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions are threads: eight searching at once load the model and build the index once."""
+    import imgfinder.search
+
+    built = Counter()
+    real = imgfinder.search.create_indexer
+
+    def slow_counting(name: str, dim: int, **params):
+        built[name] += 1
+        time.sleep(0.2)  # widen the window in which a second session could race the first
+        return real(name, dim, **params)
+
+    monkeypatch.setattr(imgfinder.search, "create_indexer", slow_counting)
+    fresh = Selection(selection.collection, "demo", indexer="faiss")
+    before = LOADS["demo"]
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(
+            pool.map(lambda _: service.search(fresh, Query.for_text("green"), 3, 0.0), range(8))
+        )
+    assert not any(o.error for o in outcomes)
+    assert len({tuple(r.name for r in o.results) for o in outcomes}) == 1
+    assert LOADS["demo"] - before <= 1 and built == Counter({"faiss": 1})
 
 
 def test_video_hits_become_one_card_with_moments(service: AppService, tmp_path: Path) -> None:

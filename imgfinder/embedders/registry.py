@@ -54,6 +54,8 @@ class ModelInfo:
     languages: tuple[str, ...]
     licence: str
     size_mb: int
+    #: cosine similarity the app's threshold slider starts at
+    threshold: float
     image_size: int | None = None
     #: Hugging Face repository holding the weights (None for the bundled demo)
     hf_repo: str | None = None
@@ -152,6 +154,7 @@ def _parse_entry(raw: dict[str, Any]) -> ModelInfo:
             languages=tuple(raw["languages"]),
             licence=str(raw["licence"]),
             size_mb=int(raw["size_mb"]),
+            threshold=float(raw["threshold"]),
             image_size=raw.get("image_size"),
             hf_repo=raw.get("hf_repo"),
             pretrained=raw.get("pretrained"),
@@ -168,6 +171,8 @@ def _parse_entry(raw: dict[str, Any]) -> ModelInfo:
         raise ConfigError(f"model {info.key!r} has unknown family {info.family!r}")
     if info.hf_repo is None and info.local_dir is None:
         raise ConfigError(f"model {info.key!r} needs hf_repo or local_dir")
+    if not 0.0 <= info.threshold < 1.0:
+        raise ConfigError(f"model {info.key!r} has a threshold outside [0, 1): {info.threshold}")
     return info
 
 

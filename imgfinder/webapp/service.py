@@ -48,10 +48,7 @@ log = logging.getLogger(__name__)
 #: "module:function" of an embedder factory `(model_key, runtime) -> Embedder`; tests use it
 #: to run the app with a tiny offline embedder instead of the model registry
 EMBEDDER_FACTORY_ENV = "IMGFINDER_EMBEDDER_FACTORY"
-#: cosine threshold a fresh session starts with, by model family (CLIP-style text-to-image
-#: similarities of real matches sit around 0.2-0.35); a per-model value could live in the
-#: registry instead
-DEFAULT_THRESHOLDS = {"open_clip": 0.2, "ruclip": 0.2, "demo": 0.25}
+#: where the threshold slider starts when no model is selected (each model has its own)
 FALLBACK_THRESHOLD = 0.2
 #: which package each optional runtime needs
 RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
@@ -358,9 +355,7 @@ class AppService:
     @staticmethod
     def default_threshold(info: ModelInfo | None) -> float:
         """Where the threshold slider starts for a model."""
-        if info is None:
-            return FALLBACK_THRESHOLD
-        return DEFAULT_THRESHOLDS.get(info.family, FALLBACK_THRESHOLD)
+        return FALLBACK_THRESHOLD if info is None else info.threshold
 
     @staticmethod
     def runtimes() -> list[str]:
