@@ -232,6 +232,13 @@ def more_like(item_id: int, name: str) -> None:
 def results_grid(service: AppService, selection: Selection, outcome: Outcome, order: str) -> None:
     started = time.perf_counter()
     timings = st.empty()
+    if outcome.parity:
+        reference = "ONNX fp32" if outcome.runtime == "onnx-int8" else "PyTorch"
+        agreement = ", ".join(f"{tower} {cos:.4f}" for tower, cos in outcome.parity.items())
+        st.caption(
+            f"{RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)} agrees with {reference}: "
+            f"cosine {agreement} (measured at export)"
+        )
     if not outcome.results:
         st.info(text(outcome.empty_reason), icon=":material/filter_alt_off:")
     results = outcome.results if order == SORTS[0] else outcome.results[::-1]

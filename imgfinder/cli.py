@@ -361,6 +361,11 @@ def models_verify(
     console.print(
         Text(f"{key}: ok ({embedder.key}, dim {embedder.dim}, text·image {similarity:.3f})")
     )
+    parity = getattr(embedder, "parity", None) or {}
+    if parity:
+        reference = "ONNX fp32" if "onnx-int8" in embedder.key else "PyTorch"
+        agreement = ", ".join(f"{tower} {cos:.4f}" for tower, cos in parity.items())
+        console.print(Text(f"agrees with {reference}: cosine {agreement}"))
 
 
 @app.command("eval")

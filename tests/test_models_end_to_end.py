@@ -8,6 +8,7 @@ model directly and scores them exactly; the CLI and the app must return those sc
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,21 @@ def test_app_searches_with_the_ruclip_model(
     model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
     assert model.value == RUCLIP
     assert_matches_oracle(search_in_app(at), positive(oracle))
+    parity = next(c.value for c in at.main.caption if " agrees with " in c.value)
+    assert parity.startswith("ONNX fp32 agrees with PyTorch: cosine image ")
+    assert all(float(c) >= 0.9999 for c in re.findall(r"(?:image|text) ([\d.]+)", parity))
+
+
+def test_cli_verifies_the_model_and_shows_int8_parity(model_dir: Path) -> None:
+    code, out, err = run("models", "verify", RUCLIP, "--model-dir", str(model_dir))
+    assert code == 0 and out.startswith(f"{RUCLIP}: ok (ruclip:"), out + err
+    code, out, err = run(
+        "models", "verify", RUCLIP, "--model-dir", str(model_dir), "--runtime", "onnx-int8"
+    )
+    assert code == 0, out + err
+    cosines = [float(c) for c in re.findall(r"(?:image|text) ([\d.]+)", out)]
+    assert "agrees with ONNX fp32: cosine image" in out and len(cosines) == 2
+    assert all(0.9 < c <= 1.0 for c in cosines)
+    code, out, err = run("models", "list", "--model-dir", str(model_dir), "--json")
+    present = {row["key"] for row in json.loads(out) if row["present"]}
+    assert code == 0 and {"demo", RUCLIP} <= present

@@ -231,3 +231,30 @@ def test_ruclip_entry_builds_lazily(tmp_path: Path) -> None:
     assert embedder.key.startswith("ruclip:ruclip-vit-base-patch32-224:")
     with pytest.raises(ModelError):
         embedder.embed_texts(["the config is fake"])
+
+
+def test_pull_downloads_safetensors_or_falls_back_to_the_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download path itself, with the hub replaced by a fake that lacks safetensors."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    asked: list[tuple[str, str]] = []
+
+    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
+        asked.append((repo_id, filename))
+        if filename.endswith(".safetensors"):
+            raise EntryNotFoundError(f"{repo_id} has no {filename}")
+        target = Path(str(local_dir)) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"weights")
+        return str(target)
+
+    monkeypatch.setattr(registry, "check_online", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    info = pull("clip-vit-b-32", model_dir=tmp_path)
+    repo = "timm/vit_base_patch32_clip_224.openai"
+    assert asked == [(repo, "open_clip_model.safetensors"), (repo, "open_clip_pytorch_model.bin")]
+    assert info.present and info.path == tmp_path / repo.replace("/", "--")
+    assert (info.path / "open_clip_pytorch_model.bin").read_bytes() == b"weights"

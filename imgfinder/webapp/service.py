@@ -149,6 +149,10 @@ class Outcome:
     cached_query: bool = False
     empty_reason: str = ""
     error: str = ""
+    #: the runtime that answered, and its measured cosine agreement with its reference
+    #: (ONNX fp32 with PyTorch, int8 with fp32), per tower; empty when not measured
+    runtime: str = ""
+    parity: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -444,6 +448,8 @@ class AppService:
                 outcome.encode_s = encoded - started
                 outcome.search_s = time.perf_counter() - encoded
             outcome.results = self._group(model, hits)
+            outcome.runtime = str(getattr(model.embedder, "runtime", ""))
+            outcome.parity = dict(getattr(model.embedder, "parity", None) or {})
             if not hits:
                 outcome.empty_reason = self._why_empty(model, vector, threshold, kind)
         except ImgFinderError as exc:
