@@ -1,10 +1,11 @@
 """A multilingual open_clip model (XLM-RoBERTa text tower) picked by key, end to end.
 
 The stand-in is the registry's `xlm-roberta-base-ViT-B-32` architecture with random weights and
-a tiny XLM-RoBERTa config and tokenizer. transformers reads those from the Hugging Face cache,
-whose location it fixes when imported, so the stand-in lives in a temporary cache and every
-step runs in a fresh process pointed at it (HF_HUB_CACHE, HF_HUB_OFFLINE=1): the oracle (the
-embedder itself, exact scores), the CLI and the app must agree.
+a tiny XLM-RoBERTa config and tokenizer, laid out in a temporary model dir the way `imgfinder
+models pull` leaves them (the text tower's files in the model dir's own Hugging Face cache).
+Every step runs in a fresh process pointed only at that dir (IMGFINDER_MODEL_DIR; the default
+Hugging Face cache is an empty folder, HF_HUB_OFFLINE=1): the oracle (the embedder itself,
+exact scores), the CLI and the app must agree.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import make_image
 
-from imgfinder.embedders.registry import get_model, repo_dir
+from imgfinder.embedders.registry import get_model, hub_cache_dir, repo_dir
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -97,7 +98,8 @@ def python(script: str, env: dict[str, str], timeout: float = 300) -> str:
 def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of a machine that has pulled the multilingual model (a stand-in)."""
     base = tmp_path_factory.mktemp("multilingual")
-    hub, models = base / "hub", base / "models"
+    models = base / "models"
+    hub = hub_cache_dir(models)
     tokenizer = tiny_tokenizer_json()
     vocab = len(json.loads(tokenizer)["model"]["vocab"])
     write_hub_files(
@@ -123,7 +125,7 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     )
     env = {
         **os.environ,
-        "HF_HUB_CACHE": str(hub),
+        "HF_HUB_CACHE": str(base / "empty-default-cache"),
         "HF_HUB_OFFLINE": "1",
         "IMGFINDER_MODEL_DIR": str(models),
     }
@@ -137,7 +139,7 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         f"target = __import__('pathlib').Path({str(weights)!r})\n"
         "target.parent.mkdir(parents=True)\n"
         "save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target))\n",
-        env,
+        env | {"HF_HUB_CACHE": str(hub)},  # open_clip itself, outside imgfinder, reads it here
     )
     return env
 

@@ -258,3 +258,24 @@ def test_pull_downloads_safetensors_or_falls_back_to_the_pickle(
     assert asked == [(repo, "open_clip_model.safetensors"), (repo, "open_clip_pytorch_model.bin")]
     assert info.present and info.path == tmp_path / repo.replace("/", "--")
     assert (info.path / "open_clip_pytorch_model.bin").read_bytes() == b"weights"
+
+
+def test_pull_puts_a_text_towers_files_in_the_model_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    calls: list[tuple[str, str, dict[str, object]]] = []
+
+    def fake_download(repo_id: str, filename: str, **where: object) -> str:
+        calls.append((repo_id, filename, where))
+        return str(tmp_path / "x")
+
+    monkeypatch.setattr(registry, "check_online", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    info = get_model("xlm-roberta-base-vit-b-32")
+    pull(info.key, model_dir=tmp_path)
+    extras = [(repo, name, where) for repo, name, where in calls if repo == "xlm-roberta-base"]
+    assert [name for _, name, _ in extras] == list(info.extra_files[0][1])
+    assert all(where == {"cache_dir": tmp_path / "hub"} for _, _, where in extras)
+    assert registry.hub_cache_dir(tmp_path) == tmp_path / "hub"

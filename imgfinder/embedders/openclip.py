@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD, Embedder, l2_normalize, to_rgb
-from imgfinder.embedders.registry import hub_offline, models_dir, repo_dir
+from imgfinder.embedders.registry import hub_cache_dir, hub_offline, models_dir, repo_dir
 from imgfinder.errors import ConfigError, ImgFinderError, MissingExtraError, ModelError
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -629,7 +629,8 @@ class OpenClipEmbedder(TowerEmbedder):
         name, checkpoint, kwargs, folder = self._resolve()
         random_init = checkpoint is None and name == self.architecture
         try:
-            with hub_offline(), seeded() if random_init else contextlib.nullcontext():
+            hub = self._text_tower_hub()
+            with hub_offline(hub), seeded() if random_init else contextlib.nullcontext():
                 model, _, _ = open_clip.create_model_and_transforms(
                     name, pretrained=checkpoint, device=self.device, **kwargs
                 )
@@ -675,7 +676,7 @@ class OpenClipEmbedder(TowerEmbedder):
         if folder is not None and (folder / "open_clip_config.json").is_file():
             name = f"{LOCAL_DIR}{folder}"
         try:
-            with hub_offline():
+            with hub_offline(self._text_tower_hub()):
                 tokenizer = open_clip.get_tokenizer(name)
         except Exception as exc:
             raise ModelError(f"cannot load the tokenizer of {self.architecture}: {exc}") from exc
@@ -692,6 +693,17 @@ class OpenClipEmbedder(TowerEmbedder):
             path, length = towers.directory / spec["file"], int(spec["context_length"])
             return lazy(lambda: ClipBpeTokenizer(path, length))
         return lazy(self._tokenizer)
+
+    def _text_tower_hub(self) -> Path | None:
+        """The model dir's Hugging Face cache, when it holds this architecture's text tower
+        files (pulled there by `imgfinder models pull`); else None, the default cache."""
+        config = import_open_clip().get_model_config(self.architecture) or {}
+        text = config.get("text_cfg", {})
+        names = {text.get("hf_model_name"), text.get("hf_tokenizer_name")} - {None}
+        hub = hub_cache_dir(self._cache_root())
+        if any((hub / f"models--{name.replace('/', '--')}").is_dir() for name in names):
+            return hub
+        return None
 
     def _tokenizer_source(self) -> tuple[str, Path | None]:
         """Tokenizer name and folder without needing the weights (they may be ONNX by now)."""

@@ -95,11 +95,12 @@ def repo_dir(repo_id: str, model_dir: Path | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def hub_offline() -> Iterator[None]:
+def hub_offline(cache_dir: Path | None = None) -> Iterator[None]:
     """Make huggingface_hub (and libraries on top of it) use only their caches, failing fast.
 
     Loading a model must never wait on the network: without this, a missing file costs
-    five retries and about half a minute before an error.
+    five retries and about half a minute before an error. With `cache_dir`, that Hugging
+    Face cache is read instead of the user's default one (see `hub_cache_dir`).
     """
     names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     saved = {name: os.environ.get(name) for name in names}
@@ -108,10 +109,18 @@ def hub_offline() -> Iterator[None]:
     except ImportError:  # pragma: no cover - huggingface_hub comes with open_clip
         constants = None
     saved_flag = getattr(constants, "HF_HUB_OFFLINE", False)
+    saved_cache = getattr(constants, "HF_HUB_CACHE", None)
+    # transformers 4 keeps its own copy of the cache location, taken at import
+    transformers_hub = sys.modules.get("transformers.utils.hub")
+    saved_transformers = getattr(transformers_hub, "TRANSFORMERS_CACHE", None)
     for name in names:
         os.environ[name] = "1"
     if constants is not None:
         constants.HF_HUB_OFFLINE = True
+        if cache_dir is not None:
+            constants.HF_HUB_CACHE = str(cache_dir)
+    if cache_dir is not None and saved_transformers is not None:
+        transformers_hub.TRANSFORMERS_CACHE = str(cache_dir)
     try:
         yield
     finally:
@@ -122,6 +131,16 @@ def hub_offline() -> Iterator[None]:
                 os.environ[name] = value
         if constants is not None:
             constants.HF_HUB_OFFLINE = saved_flag
+            constants.HF_HUB_CACHE = saved_cache
+        if saved_transformers is not None:
+            transformers_hub.TRANSFORMERS_CACHE = saved_transformers
+
+
+def hub_cache_dir(model_dir: Path | None = None) -> Path:
+    """Where files from other repositories (a text tower's config and tokenizer) are pulled:
+    a Hugging Face cache inside the model dir, so that one folder holds everything a model
+    needs and `--model-dir` is honoured."""
+    return Path(model_dir or models_dir()) / "hub"
 
 
 # --------------------------------------------------------------------------- the registry
@@ -209,7 +228,9 @@ def locate(info: ModelInfo, model_dir: Path | None = None) -> ModelInfo:
     """
     directory = folder(info, model_dir)
     found = [_find_file(info, directory, item) for item in info.files]
-    extras = [_hub_cached(repo, name) for repo, names in info.extra_files for name in names]
+    extras = [
+        _hub_cached(repo, name, model_dir) for repo, names in info.extra_files for name in names
+    ]
     if not all(found) or not all(extras):
         return replace(info, present=False, path=None)
     path = directory if all(f.parent == directory for f in found if f) else found[0].parent
@@ -229,13 +250,17 @@ def _find_file(info: ModelInfo, directory: Path, item: str) -> Path | None:
     return None
 
 
-def _hub_cached(repo_id: str, filename: str) -> Path | None:
+def _hub_cached(repo_id: str, filename: str, model_dir: Path | None = None) -> Path | None:
+    """A file of `repo_id` in the model dir's hub cache, else in the default one."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    cached = try_to_load_from_cache(repo_id, filename)
-    return Path(cached) if isinstance(cached, str) else None
+    for cache_dir in (hub_cache_dir(model_dir), None):
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
 
 
 def missing_message(info: ModelInfo, model_dir: Path | None = None) -> str:
@@ -314,8 +339,8 @@ def pull(key: str, *, model_dir: Path | None = None) -> ModelInfo:
                 _download_first(hf_hub_download, info.hf_repo, item.split("|"), directory)
         for repo, names in info.extra_files:
             for name in names:
-                if _hub_cached(repo, name) is None:
-                    hf_hub_download(repo, name)
+                if _hub_cached(repo, name, model_dir) is None:
+                    hf_hub_download(repo, name, cache_dir=hub_cache_dir(model_dir))
     except ModelError:
         raise
     except Exception as exc:
