@@ -173,7 +173,8 @@ def index(
         console.print_json(json.dumps(summary))
         return
     table = Table(title=f"collection {search_model.collection.dir}", show_header=False)
-    for key in ("indexed", "unchanged", "renamed", "removed", "frames", "skipped", "seconds"):
+    rows = ("indexed", "unchanged", "renamed", "copies", "removed", "frames", "skipped", "seconds")
+    for key in rows:
         table.add_row(key, str(summary[key]))
     for reason, count in report.skipped_by_reason().items():
         table.add_row(f"  skipped: {reason}", str(count))

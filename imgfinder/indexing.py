@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgfinder.catalog import FileRow
 from imgfinder.collection import Collection
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import ImgFinderError
@@ -46,6 +47,8 @@ class IndexReport:
     indexed: int = 0
     unchanged: int = 0
     renamed: int = 0
+    #: new paths of content already indexed that no vanished path explains (duplicates)
+    copies: int = 0
     removed: int = 0
     frames: int = 0
     cancelled: bool = False
@@ -63,6 +66,7 @@ class IndexReport:
             "indexed": self.indexed,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
+            "copies": self.copies,
             "removed": self.removed,
             "frames": self.frames,
             "skipped": len(self.skipped),
@@ -109,6 +113,8 @@ class Indexer:
         self.progress = progress or (lambda _p: None)
         self.cancel = cancel or threading.Event()
         self.video = video or VideoSampling()
+        #: content ids of new paths linked to content already embedded (renames or copies)
+        self._new_links: list[int] = []
         self.report = IndexReport()
         collection.register_embedder(
             model_name, self.key, embedder.dim, getattr(embedder, "runtime", None)
@@ -147,9 +153,11 @@ class Indexer:
                 self._link_file(copy.file, content_id, root_ids)
         if self.cancel.is_set():
             self.report.cancelled = True
+            self.report.copies = len(self._new_links)  # a rename is only sure once all is seen
         else:
             seen = {str(f.path) for f in scanned.files}
-            self._remove_missing(known, seen, [s.path for s in scanned.skipped])
+            gone = self._remove_missing(known, seen, [s.path for s in scanned.skipped])
+            self._count_renames(gone)
         self.report.seconds = time.perf_counter() - started
         return self.report
 
@@ -207,7 +215,7 @@ class Indexer:
             ).fetchone()
             self._upsert_file(db, file, content_id, root_ids)
         if previous is None:
-            self.report.renamed += 1
+            self._new_links.append(content_id)
         else:
             self.report.unchanged += 1
 
@@ -342,7 +350,21 @@ class Indexer:
         self.report.indexed += 1
         self.report.frames += len(frames.times)
 
-    def _remove_missing(self, known: dict[str, object], seen: set[str], skipped: list[str]) -> None:
+    def _count_renames(self, gone: list[FileRow]) -> None:
+        """A new path whose content lost a path this run is a rename, not a removal and an
+        addition; new paths of content that lost none are copies."""
+        vanished = Counter(row.content_id for row in gone)
+        for content_id in self._new_links:
+            if vanished[content_id] > 0:
+                vanished[content_id] -= 1
+                self.report.renamed += 1
+            else:
+                self.report.copies += 1
+        self.report.removed = len(gone) - self.report.renamed
+
+    def _remove_missing(
+        self, known: dict[str, FileRow], seen: set[str], skipped: list[str]
+    ) -> list[FileRow]:
         """Forget files that vanished; drop contents no file points at any more.
 
         A skipped path may be a whole folder (unreadable) or a root that is not mounted: files
@@ -370,7 +392,7 @@ class Indexer:
                 self.catalog.bump_generation(db)
         for orphan_hash in orphans.values():  # frame thumbnails of videos that are gone
             shutil.rmtree(self.collection.thumbs_dir() / orphan_hash, ignore_errors=True)
-        self.report.removed = len(gone)
+        return [known[path] for path in gone]
 
 
 def _item_ids(db, content_id: int) -> list[int]:

@@ -70,7 +70,8 @@ def test_rename_and_move_reuse_vectors(
     os.rename(old, new)
     report = model.index([photo_folder])
     assert embedder.images_embedded == before
-    assert report.renamed == 1 and report.removed == 1 and report.indexed == 0
+    assert report.renamed == 1 and report.removed == 0 and report.indexed == 0
+    assert report.copies == 0
     paths = [h.path for h in model.search_text("red", k=12)]
     assert str(new) in paths and str(old) not in paths
 
@@ -108,7 +109,11 @@ def test_copies_are_embedded_once(
     shutil.copy(original, root / "c.png")
     report = model.index([root])
     assert embedder.images_embedded == 1
-    assert report.indexed == 1 and report.renamed == 2
+    assert report.indexed == 1 and report.copies == 2 and report.renamed == 0
+    (root / "b.png").rename(root / "b2.png")
+    (root / "c.png").unlink()
+    again = model.index([root])
+    assert (again.renamed, again.copies, again.removed, again.unchanged) == (1, 0, 1, 1)
 
 
 def test_search_by_image_and_similar(model: SearchModel, photo_folder: Path) -> None:
