@@ -219,6 +219,22 @@ def welcome(service: AppService, selection: Selection) -> None:
             "any result.",
             icon=":material/lightbulb:",
         )
+        examples = service.examples(selection.collection)
+        for column, example in zip(st.columns(len(examples)), examples, strict=True):
+            column.button(
+                example,
+                key=f"example::{example}",
+                icon=":material/search:",
+                on_click=use_example,
+                args=(example,),
+                width="stretch",
+            )
+
+
+def use_example(example: str) -> None:
+    st.session_state.mode = "Text"
+    st.session_state.text_query = example
+    forget_like()
 
 
 def forget_like() -> None:

@@ -45,6 +45,10 @@ DEMO_VIDEOS: dict[str, tuple[float, list[tuple[str, str, float, float, str, str]
 }
 
 
+#: queries the app offers one click away on the demo collection, in both languages
+DEMO_EXAMPLES = ("красный круг", "синяя звезда", "a green triangle", "a purple heart")
+
+
 def demo_events() -> list[VideoEvent]:
     return [
         VideoEvent(name, *event) for name, (_, events) in DEMO_VIDEOS.items() for event in events
@@ -122,6 +126,8 @@ def build_demo(
     try:
         report = search_model.index([folder], progress=progress)
         search_model.vector_index()
+        search_model.collection.manifest["examples"] = list(DEMO_EXAMPLES)
+        search_model.collection.save_manifest()
     finally:
         search_model.close()
     return report

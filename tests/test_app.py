@@ -140,6 +140,8 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     assert [t.label for t in app.tabs] == ["Search", "Index"]
     assert app.text_input(key="folder").label.startswith("Folder to add")
     assert "Type a description above" in app.info[0].value
+    examples = [b.label for b in app.main.button if b.key and b.key.startswith("example::")]
+    assert examples == ["собака на пляже", "a red car at night"]
     assert captions(app)[0] == "photos · 9 images · 1 video"
 
 

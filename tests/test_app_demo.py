@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from imgfinder.demo_collection import DEMO_EXAMPLES
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 QUERIES = [
     "красный круг",
@@ -79,3 +81,12 @@ def test_text_query_median_under_300_ms(app: AppTest) -> None:
         line = next(c.value for c in app.main.caption if " · encode " in c.value)
         spent.append(sum(float(ms) for ms in re.findall(r"([\d.]+) ms", line)))
     assert statistics.median(spent) <= 300, spent
+
+
+def test_example_queries_are_one_click_away(app: AppTest, small_demo: tuple[Path, Path]) -> None:
+    buttons = [b for b in app.main.button if b.key and b.key.startswith("example::")]
+    assert [b.label for b in buttons] == list(DEMO_EXAMPLES)
+    buttons[0].click()
+    app.run()
+    assert app.text_input(key="text_query").value == "красный круг"
+    assert_top_images_are([t.value for t in app.main.text], small_demo[1], ("red", "circle"))

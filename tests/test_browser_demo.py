@@ -122,6 +122,13 @@ def ask(page, demo: tuple[str, Path, Path], text: str) -> None:
     expect(cards(page).first).to_have_text(Path(best.path).relative_to(folder).as_posix())
 
 
+def test_an_example_query_is_one_click_away(page, demo) -> None:
+    page.get_by_role("button", name="красный круг").click()
+    expect(page.get_by_label(QUERY_BOX)).to_have_value("красный круг")
+    expect(page.get_by_text(re.compile(r"results? · encode [\d.]+ ms"))).to_be_visible()
+    assert_top_images_are(names(page), demo[2], ("red", "circle"))
+
+
 @pytest.mark.parametrize(
     ("text", "truth"),
     [

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 EMBEDDER_FACTORY_ENV = "IMGFINDER_EMBEDDER_FACTORY"
 #: where the threshold slider starts when no model is selected (each model has its own)
 FALLBACK_THRESHOLD = 0.2
+#: queries offered one click away on a collection that names none of its own
+DEFAULT_EXAMPLES = ("собака на пляже", "a red car at night")
 #: which package each optional runtime needs
 RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -415,6 +417,11 @@ class AppService:
                 )
                 self._models[selection] = model
             return self._models[selection]
+
+    def examples(self, collection: str | Path) -> list[str]:
+        """Example queries for the empty search page: the collection's own, else generic ones."""
+        own = self.collection(collection).manifest.get("examples")
+        return [str(q) for q in own] if own else list(DEFAULT_EXAMPLES)
 
     def counts(self, collection: str | Path) -> dict[str, int]:
         return self.collection(collection).catalog.counts()
