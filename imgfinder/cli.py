@@ -382,20 +382,41 @@ def evaluate(
         Path | None, typer.Option(help="CSV with query,relevant columns (relative paths).")
     ] = None,
     prompt: Annotated[str, typer.Option(help="Template turning a class name into a query.")] = "{}",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="INDEXER.NAME=VALUE, e.g. hnsw.efSearch=16; repeatable."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Write the Markdown table here too.")
+    ] = None,
 ) -> None:
     """Recall@k, precision@k, nDCG@k, mAP, image→image and zero-shot accuracy on labelled data."""
+    from imgfinder.atomic import atomic_write_text
+    from imgfinder.errors import ConfigError
     from imgfinder.eval_run import evaluate as run_evaluation
     from imgfinder.eval_run import load_labelled
     from imgfinder.evaluation import to_markdown
 
+    per_indexer: dict[str, list[str]] = {}
+    for item in param or []:
+        name, dot, setting = item.partition(".")
+        if not dot:
+            raise ConfigError(f"eval parameter '{item}' is not INDEXER.NAME=VALUE")
+        per_indexer.setdefault(name, []).append(setting)
+    params = {name: _parse_params(settings) for name, settings in per_indexer.items()}
     labelled = load_labelled(data, queries, prompt)
-    results = run_evaluation(labelled, model or ["demo"], indexer or ["exact"])
+    results = run_evaluation(
+        labelled, model or ["demo"], indexer or ["exact"], indexer_params=params
+    )
+    table = to_markdown(results)
     if out is not None:
-        from imgfinder.atomic import atomic_write_text
-
         atomic_write_text(out, json.dumps(results, indent=2))
-    console.print(Text(to_markdown(results)))
+    if markdown is not None:
+        atomic_write_text(markdown, table + "\n")
+    console.print(Text(table))
 
 
 def main() -> None:

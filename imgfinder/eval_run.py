@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,14 @@ def evaluate(
     *,
     ks: Sequence[int] = (1, 5, 10),
     workdir: Path | None = None,
+    indexer_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """One row of metrics per model × indexer; approximate indexers are also scored vs exact."""
+    """One row of metrics per model × indexer; approximate indexers are also scored vs exact.
+
+    `indexer_params` maps an indexer name to its parameters (e.g. {"hnsw": {"efSearch": 8}});
+    the vs-exact score searches at depth k, as a user's query does, not over everything.
+    """
+    params = {name: dict(values) for name, values in (indexer_params or {}).items()}
     from imgfinder.search import SearchModel
 
     results: dict[str, dict[str, float]] = {}
@@ -81,7 +88,9 @@ def evaluate(
             collection = base / f"eval-{model}"
             exact_top: np.ndarray | None = None
             for indexer in ["exact", *[i for i in indexers if i != "exact"]]:
-                search_model = SearchModel(collection, model, indexer=indexer)
+                search_model = SearchModel(
+                    collection, model, indexer=indexer, indexer_params=params.get(indexer)
+                )
                 if indexer == "exact":
                     search_model.index([data.root])
                 ids, paths, vectors = _items(search_model)
@@ -106,11 +115,19 @@ def evaluate(
                             vectors, label_ids, class_vectors
                         )
                 if indexer != "exact" and exact_top is not None:
-                    row[f"recall@{k}_vs_exact"] = _overlap(ranked[:, :k], exact_top)
+                    _, top = index.search(queries, min(k, depth))
+                    row[f"recall@{k}_vs_exact"] = _overlap(top, exact_top)
                 if indexer == "exact" or indexer in indexers:
-                    results[f"{model} / {indexer}"] = row
+                    results[f"{model} / {_label(indexer, params.get(indexer))}"] = row
                 search_model.close()
     return results
+
+
+def _label(indexer: str, params: Mapping[str, Any] | None) -> str:
+    """ "faiss" or "faiss(factory=HNSW32, efSearch=16)": rows say which settings they measured."""
+    if not params:
+        return indexer
+    return f"{indexer}({', '.join(f'{name}={value}' for name, value in params.items())})"
 
 
 def _items(search_model) -> tuple[list[int], list[str], np.ndarray]:

@@ -64,3 +64,19 @@ def test_unlabelled_folder_is_refused(tmp_path: Path) -> None:
     make_image(tmp_path / "flat" / "a.png")
     with pytest.raises(ConfigError, match="sub-folder per class"):
         load_labelled(tmp_path / "flat")
+
+
+def test_indexer_parameters_and_markdown_file(classes: Path, tmp_path: Path) -> None:
+    out, table = tmp_path / "out.json", tmp_path / "table.md"
+    args = ["eval", str(classes), "-i", "exact", "-i", "faiss", "-p", "faiss.factory=HNSW8"]
+    args += ["-p", "faiss.efSearch=2", "--out", str(out), "--markdown", str(table)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert set(rows) == {"demo / exact", "demo / faiss(factory=HNSW8, efSearch=2)"}
+    assert 0 < rows["demo / faiss(factory=HNSW8, efSearch=2)"]["recall@10_vs_exact"] <= 1
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("|") and "mAP" in lines[0]
+    assert any("demo / faiss(factory=HNSW8, efSearch=2)" in line for line in lines)
+    with pytest.raises(ConfigError, match="has no parameter"):
+        evaluate(load_labelled(classes), ["c"], ["hnsw"], indexer_params={"hnsw": {"nope": 1}})
