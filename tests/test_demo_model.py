@@ -49,6 +49,32 @@ def test_shipped_files_and_size():
     assert shipped["model"]["parameters"] <= 2_000_000
 
 
+def flat(tree: dict, prefix: str = "") -> dict[str, float]:
+    """{"a": {"b": 1}} as {"a.b": 1}, for comparing nested metrics."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_the_model_card_metrics_are_these_weights(onnx_embedder):
+    """metrics.json (and so the model card) re-measured from the shipped files."""
+    from safetensors.numpy import load_file
+
+    shipped = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    weights = load_file(str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    stored = sum(v.size for v in weights.values())  # parameters and normalisation buffers
+    assert shipped["model"]["parameters"] <= stored <= 2_000_000
+    test_set = shipped["test_set"]
+    again = acceptance.run(onnx_embedder, n_images=test_set["images"], seed=test_set["seed"])
+    for part in (*world.LANGUAGES, "cross_lingual", "image_to_image"):
+        assert flat(again[part]) == pytest.approx(flat(shipped[part]), abs=1e-6), part
+    assert all(gate["pass"] for gate in shipped["gates"].values())
+
+
 def test_embedder_contract(onnx_embedder):
     e = onnx_embedder
     assert e.image_size == 64 and e.dim == 128
@@ -80,6 +106,8 @@ def test_missing_model_is_a_clear_error(tmp_path):
         DemoEmbedder(tmp_path)
     with pytest.raises(ModelError):
         DemoEmbedder(runtime="tensorflow")
+    with pytest.raises(ModelError, match="fp32 only"):
+        DemoEmbedder(runtime="onnx-int8")
 
 
 def test_acceptance_gates_on_a_fresh_world(metrics):

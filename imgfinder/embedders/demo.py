@@ -47,6 +47,11 @@ class DemoEmbedder(Embedder):
         runtime: str = "onnx",
         threads: int | None = None,
     ) -> None:
+        if runtime == "onnx-int8":
+            raise ModelError(
+                "the demo model runs in fp32 only (ONNX or PyTorch): at 1.2 M parameters it "
+                "gains nothing from int8; pick Automatic or ONNX fp32"
+            )
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown demo runtime {runtime!r}; choose one of {RUNTIMES}")
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
