@@ -477,3 +477,21 @@ def test_safe_server_defaults() -> None:
     assert config["server"]["enableXsrfProtection"] is True
     assert config["client"]["showErrorDetails"] == "none"
     assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_app_py_is_ui_only() -> None:
+    """app.py imports widgets, formatting and the service, never models, indexes or files."""
+    import ast
+
+    tree = ast.parse(Path(APP).read_text(encoding="utf-8"))
+    nodes = list(ast.walk(tree))
+    imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)}
+    allowed = {"__future__", "time", "pathlib", "typing", "streamlit", "imgfinder.errors"}
+    allowed |= {"imgfinder.timefmt", "imgfinder.embedders.registry"}  # ModelInfo, a type
+    outside = {name for name in imported if name not in allowed}
+    assert outside and all(name.startswith("imgfinder.webapp.") for name in outside), outside
+    calls = {
+        n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+    assert not calls & {"open", "read_bytes", "read_text", "iterdir", "glob", "embed_texts"}
