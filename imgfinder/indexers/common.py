@@ -162,7 +162,7 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
-class VectorStore:
+class IdVectors:
     """Growable float32 rows addressed by int64 id: O(1) replace, swap-with-last remove."""
 
     def __init__(self, dim: int) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import (
     DATA_FILE,
-    VectorStore,
+    IdVectors,
     as_ids,
     as_vectors,
     check_k,
@@ -33,7 +33,7 @@ class ExactIndexer(Indexer):
 
     def __init__(self, dim: int) -> None:
         super().__init__(positive_int("dim", dim))
-        self._store = VectorStore(self.dim)
+        self._store = IdVectors(self.dim)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._store.add(*as_vectors(ids, vectors, self.dim))

@@ -33,7 +33,7 @@ from imgfinder.atomic import atomic_write_file
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
-    VectorStore,
+    IdVectors,
     as_ids,
     as_vectors,
     check_k,
@@ -89,7 +89,7 @@ class FaissIndexer(Indexer):
         )
         self._faiss: Any = import_extra("faiss", "faiss-cpu", "faiss")
         self._index, self._tombstones = self._build_index()
-        self._pending = VectorStore(self.dim)
+        self._pending = IdVectors(self.dim)
         self._reset_rows()
         self._min_train = self._training_size()
         self._tune()

@@ -25,7 +25,7 @@ from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
     DATA_FILE,
-    VectorStore,
+    IdVectors,
     as_ids,
     as_vectors,
     check_k,
@@ -53,7 +53,7 @@ class HnswIndexer(Indexer):
             efSearch=positive_int("efSearch", efSearch),
         )
         self._nmslib: Any = import_extra("nmslib", "nmslib", "hnsw")
-        self._store = VectorStore(self.dim)
+        self._store = IdVectors(self.dim)
         self._graph: Any = None  # built over the store's rows as they are now, or None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
