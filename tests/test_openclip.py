@@ -242,3 +242,32 @@ def test_torch_free_tokenizer_matches_open_clip(tiny: str) -> None:
     for length in (77, 16):
         reference = open_clip.get_tokenizer(tiny, context_length=length)(texts).numpy()
         np.testing.assert_array_equal(ClipBpeTokenizer(default_bpe(), length)(texts), reference)
+
+
+def test_weights_digest_is_remembered_beside_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big checkpoint is hashed once, not at every start: the digest is noted beside it."""
+    import hashlib
+
+    from imgfinder.embedders import openclip
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"first weights")
+    expected = hashlib.sha256(b"first weights").hexdigest()
+    assert openclip.file_digest(weights) == expected
+    assert (tmp_path / "model.safetensors.sha256").is_file()
+
+    monkeypatch.setattr(openclip, "_digests", {})  # a new process
+    real_open = open
+
+    def no_reading_weights(path, *args, **kwargs):
+        assert Path(path) != weights.resolve(), "hashed again"
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_reading_weights)
+    assert openclip.file_digest(weights) == expected
+    monkeypatch.setattr("builtins.open", real_open)
+
+    weights.write_bytes(b"other weights, other size")
+    assert openclip.file_digest(weights) == hashlib.sha256(b"other weights, other size").hexdigest()

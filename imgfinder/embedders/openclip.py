@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import html
 import itertools
+import json
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from imgfinder.atomic import atomic_write_text
 from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD, Embedder, l2_normalize, to_rgb
 from imgfinder.embedders.registry import hub_cache_dir, hub_offline, models_dir, repo_dir
 from imgfinder.errors import ConfigError, ImgFinderError, MissingExtraError, ModelError
@@ -126,20 +128,33 @@ _digest_lock = threading.Lock()
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime) so a big checkpoint is hashed once."""
+    """SHA-256 of a file, remembered per (path, size, mtime) so a big checkpoint is hashed once:
+    in this process, and across processes in a `<file>.sha256` note beside it when writable."""
     path = Path(path).resolve()
     stat = path.stat()
     memo = (str(path), stat.st_size, stat.st_mtime_ns)
     with _digest_lock:
         if memo in _digests:
             return _digests[memo]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    note = path.with_name(path.name + ".sha256")
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        remembered = json.loads(note.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        remembered = {}
+    if isinstance(remembered, dict) and remembered.get("stamp") == stamp:
+        hexdigest = str(remembered["sha256"])
+    else:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        hexdigest = digest.hexdigest()
+        with contextlib.suppress(OSError):  # a read-only model folder just hashes again
+            atomic_write_text(note, json.dumps({"stamp": stamp, "sha256": hexdigest}))
     with _digest_lock:
-        _digests[memo] = digest.hexdigest()
-    return _digests[memo]
+        _digests[memo] = hexdigest
+    return hexdigest
 
 
 def find_checkpoint(directory: Path) -> Path | None:
