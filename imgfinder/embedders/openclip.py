@@ -422,9 +422,26 @@ class TowerEmbedder(Embedder):
     Subclasses implement `_load()`, called once, on first use.
     """
 
+    #: "torch", "onnx" or "onnx-int8", set by the subclass
+    runtime: str
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded: Loaded | None = None
+
+    @property
+    @abstractmethod
+    def source_key(self) -> str:
+        """The torch model's identity, before any runtime conversion."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.source_key}:{runtime_tag(self.runtime)}"
+
+    @property
+    def parity(self) -> dict[str, float]:
+        """Measured cosine agreement of the ONNX towers with their reference ({} for torch)."""
+        return getattr(self.towers, "parity", {})
 
     @abstractmethod
     def _load(self) -> Loaded:
@@ -565,15 +582,6 @@ class OpenClipEmbedder(TowerEmbedder):
     def source_key(self) -> str:
         """The torch model's identity, before any runtime conversion."""
         return f"open_clip:{self.architecture}:{self.weights_id}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.source_key}:{runtime_tag(self.runtime)}"
-
-    @property
-    def parity(self) -> dict[str, float]:
-        """Measured cosine agreement of the ONNX towers with their reference ({} for torch)."""
-        return getattr(self.towers, "parity", {})
 
     # -- loading
 

@@ -27,7 +27,6 @@ from imgfinder.embedders.openclip import (
     check_runtime,
     file_digest,
     import_torch,
-    runtime_tag,
 )
 from imgfinder.embedders.yttm import RuClipTokenizer
 from imgfinder.errors import ModelError
@@ -191,15 +190,6 @@ class RuClipEmbedder(TowerEmbedder):
     @property
     def source_key(self) -> str:
         return f"ruclip:{self.name}:{self.digest}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.source_key}:{runtime_tag(self.runtime)}"
-
-    @property
-    def parity(self) -> dict[str, float]:
-        """Measured cosine agreement of the ONNX towers with their reference ({} for torch)."""
-        return getattr(self.towers, "parity", {})
 
     def _load(self) -> Loaded:
         config = read_config(self.model_dir)
