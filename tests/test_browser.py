@@ -15,8 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import make_image
@@ -68,19 +70,13 @@ def fill_library(base: Path) -> None:
         make_image(base / "big" / f"many_{number}.png", "black", size=(40 + number, 30))
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`streamlit run app.py --server.address 127.0.0.1 --server.port P --server.headless true`,
-    started first so that it boots while the test collections are built."""
-    base = tmp_path_factory.mktemp("browser")
+@contextmanager
+def streamlit_server(
+    env: dict[str, str], log_path: Path, while_booting: Callable[[], None] = lambda: None
+) -> Iterator[str]:
+    """`streamlit run app.py --server.address 127.0.0.1 --server.port P --server.headless true`
+    as `make run` starts it; `while_booting` runs while the server starts. Yields its URL."""
     port = free_port()
-    env = {
-        **os.environ,
-        "IMGFINDER_COLLECTION": str(base / "indexes" / "photos"),
-        "IMGFINDER_INDEXES": str(base / "indexes"),
-        "IMGFINDER_EMBEDDER_FACTORY": "test_webapp:slow_color_embedder",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
-    }
     command = [
         str(Path(sys.executable).with_name("streamlit")),
         "run",
@@ -92,14 +88,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         "--server.headless",
         "true",
     ]
-    log_path = base / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        fill_library(base)
+        while_booting()
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, process, log_path)
-        yield url, base
+        yield url
     finally:
         process.terminate()
         try:
@@ -122,27 +117,49 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path) -> N
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def page(site: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
+@contextmanager
+def browser_page(url: str, profile: Path, **options: Any) -> Iterator[Any]:
+    """Debian's chromium on `url`, once the query box is there; screenshots go to ARTIFACTS."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")),
+            str(profile),
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000},
-            accept_downloads=True,
+            **options,
         )
         context.set_default_timeout(EXPECT_TIMEOUT)
         expect.set_options(timeout=EXPECT_TIMEOUT)
         tab = context.new_page()
-        tab.goto(site[0])
+        tab.goto(url)
         tab.get_by_label(QUERY_BOX).wait_for()
         yield tab
         context.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The server, started first so that it boots while the test collections are built."""
+    base = tmp_path_factory.mktemp("browser")
+    env = {
+        **os.environ,
+        "IMGFINDER_COLLECTION": str(base / "indexes" / "photos"),
+        "IMGFINDER_INDEXES": str(base / "indexes"),
+        "IMGFINDER_EMBEDDER_FACTORY": "test_webapp:slow_color_embedder",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    with streamlit_server(env, base / "server.log", lambda: fill_library(base)) as url:
+        yield url, base
+
+
+@pytest.fixture(scope="module")
+def page(site: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    with browser_page(site[0], tmp_path_factory.mktemp("profile"), accept_downloads=True) as tab:
+        yield tab
 
 
 def shot(page, name: str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,20 +17,16 @@ import pytest
 from playwright.sync_api import expect
 from test_app_demo import assert_top_images_are, labels
 from test_browser import (
-    ARTIFACTS,
     CHROMIUM,
-    CHROMIUM_ARGS,
-    EXPECT_TIMEOUT,
     QUERY_BOX,
-    ROOT,
     alert,
+    browser_page,
     cards,
     choose,
-    free_port,
     names,
     query,
     shot,
-    wait_until_healthy,
+    streamlit_server,
 )
 
 from imgfinder.embedders.registry import get_model
@@ -58,7 +52,6 @@ def demo(
     """(url, collection, media folder): `streamlit run app.py` on the small demo collection."""
     collection, folder = small_demo
     base = tmp_path_factory.mktemp("demo-server")
-    port = free_port()
     env = {
         **os.environ,
         "IMGFINDER_COLLECTION": str(collection),
@@ -66,52 +59,14 @@ def demo(
         "HF_HUB_CACHE": str(base / "no-hub-cache"),
     }
     env.pop("IMGFINDER_EMBEDDER_FACTORY", None)
-    command = [
-        str(Path(sys.executable).with_name("streamlit")),
-        "run",
-        "app.py",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-    ]
-    log_path = base / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, process, log_path)
+    with streamlit_server(env, base / "server.log") as url:
         yield url, collection, folder
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
-def page(demo: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        context.set_default_timeout(EXPECT_TIMEOUT)
-        expect.set_options(timeout=EXPECT_TIMEOUT)
-        tab = context.new_page()
-        tab.goto(demo[0])
-        tab.get_by_label(QUERY_BOX).wait_for()
+def page(demo: tuple[str, Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    with browser_page(demo[0], tmp_path_factory.mktemp("profile")) as tab:
         yield tab
-        context.close()
 
 
 def expected_cards(demo: tuple[str, Path, Path], text: str) -> list[str]:
