@@ -148,3 +148,13 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert report.indexed == SMALL_DEMO_IMAGES + len(DEMO_VIDEOS), report.summary()
     assert not report.skipped, report.summary()
     return collection, folder
+
+
+@pytest.fixture(scope="module")
+def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small images in three colours, for end-to-end runs of real (random) models."""
+    folder = tmp_path_factory.mktemp("album")
+    for color in ("red", "green", "blue"):
+        for number in range(2):
+            make_image(folder / f"{color}_{number}.png", color, seed=number, size=(48, 40))
+    return folder

@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import make_image
 from streamlit.testing.v1 import AppTest
 from test_cli import run
 from test_ruclip import make_folder
@@ -34,15 +33,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     make_folder(repo_dir(str(get_model(RUCLIP).hf_repo), directory))
     return directory
-
-
-@pytest.fixture(scope="module")
-def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("album")
-    for color in ("red", "green", "blue"):
-        for number in range(2):
-            make_image(folder / f"{color}_{number}.png", color, seed=number, size=(48, 40))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_image
+from test_models_end_to_end import assert_matches_oracle, positive
 
 from imgfinder.embedders.registry import get_model, hub_cache_dir, repo_dir
 
@@ -28,7 +28,6 @@ MULTI = "xlm-roberta-base-vit-b-32"
 QUERY = "красная машина ночью"
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-SCORE_TOLERANCE = 5e-3
 CORPUS = [
     "a red car at night",
     "красная машина ночью",
@@ -145,15 +144,6 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("album")
-    for color in ("red", "green", "blue"):
-        for number in range(2):
-            make_image(folder / f"{color}_{number}.png", color, seed=number, size=(48, 40))
-    return folder
-
-
-@pytest.fixture(scope="module")
 def oracle(stand_in: dict[str, str], album: Path) -> dict[str, float]:
     """Exact scores for QUERY from the embedder itself, on the images as the indexer opens them."""
     out = python(
@@ -176,14 +166,6 @@ def imgfinder(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
-
-
-def assert_matches_oracle(scored: list[tuple[str, float]], oracle: dict[str, float]) -> None:
-    assert sorted(name for name, _ in scored) == sorted(oracle)
-    for name, score in scored:
-        assert score == pytest.approx(oracle[name], abs=SCORE_TOLERANCE), name
-    scores = [score for _, score in scored]
-    assert scores == sorted(scores, reverse=True)
 
 
 def test_the_stand_in_counts_as_present(stand_in: dict[str, str]) -> None:
@@ -230,5 +212,4 @@ def test_cli_and_app_search_with_the_multilingual_model(
             env,
         )
     )
-    positive = {name: score for name, score in oracle.items() if score >= 0}
-    assert_matches_oracle([(name, score) for name, score in shown], positive)
+    assert_matches_oracle([(name, score) for name, score in shown], positive(oracle))
