@@ -249,12 +249,8 @@ def results_grid(service: AppService, selection: Selection, outcome: Outcome, or
     started = time.perf_counter()
     timings = st.empty()
     if outcome.parity:
-        reference = "ONNX fp32" if outcome.runtime == "onnx-int8" else "PyTorch"
-        agreement = ", ".join(f"{tower} {cos:.4f}" for tower, cos in outcome.parity.items())
-        st.caption(
-            f"{RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)} agrees with {reference}: "
-            f"cosine {agreement} (measured at export)"
-        )
+        label = RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)
+        st.caption(f"{label} {outcome.parity} (measured at export)")
     if not outcome.results:
         st.info(text(outcome.empty_reason), icon=":material/filter_alt_off:")
     results = outcome.results if order == SORTS[0] else outcome.results[::-1]

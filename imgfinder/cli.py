@@ -364,9 +364,9 @@ def models_verify(
     )
     parity = getattr(embedder, "parity", None) or {}
     if parity:
-        reference = "ONNX fp32" if "onnx-int8" in embedder.key else "PyTorch"
-        agreement = ", ".join(f"{tower} {cos:.4f}" for tower, cos in parity.items())
-        console.print(Text(f"agrees with {reference}: cosine {agreement}"))
+        from imgfinder.embedders.onnx import parity_summary
+
+        console.print(Text(parity_summary(embedder.runtime, parity)))
 
 
 @app.command("eval")

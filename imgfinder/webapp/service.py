@@ -25,6 +25,7 @@ import numpy as np
 
 from imgfinder.collection import Collection, default_indexes_dir, list_collections
 from imgfinder.embedders.base import Embedder
+from imgfinder.embedders.onnx import parity_summary
 from imgfinder.embedders.registry import (
     RUNTIMES,
     ModelInfo,
@@ -151,10 +152,10 @@ class Outcome:
     cached_query: bool = False
     empty_reason: str = ""
     error: str = ""
-    #: the runtime that answered, and its measured cosine agreement with its reference
-    #: (ONNX fp32 with PyTorch, int8 with fp32), per tower; empty when not measured
+    #: the runtime that answered, and its measured agreement with its reference (ONNX fp32
+    #: with PyTorch, int8 with fp32); empty when not measured
     runtime: str = ""
-    parity: dict[str, float] = field(default_factory=dict)
+    parity: str = ""
 
 
 @dataclass(frozen=True)
@@ -456,7 +457,8 @@ class AppService:
                 outcome.search_s = time.perf_counter() - encoded
             outcome.results = self._group(model, hits)
             outcome.runtime = str(getattr(model.embedder, "runtime", ""))
-            outcome.parity = dict(getattr(model.embedder, "parity", None) or {})
+            if parity := getattr(model.embedder, "parity", None):
+                outcome.parity = parity_summary(outcome.runtime, parity)
             if not hits:
                 outcome.empty_reason = self._why_empty(model, vector, threshold, kind)
         except ImgFinderError as exc:
