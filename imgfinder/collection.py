@@ -93,9 +93,15 @@ class Collection:
         self.manifest["embedder_key"] = embedder_key
         self.save_manifest()
 
+    def runtime_for(self, model: str, runtime: str) -> str:
+        """`runtime`, except that "auto" means the runtime `model` last indexed this collection
+        with, so that it finds the same vectors (an int8 collection searched with int8)."""
+        if runtime != "auto":
+            return runtime
+        return self.runtime_of(model) or runtime
+
     def runtime_of(self, model: str) -> str | None:
-        """The runtime `model` last indexed this collection with, so that "auto" finds the
-        same vectors (an int8 collection searched with int8, not refused as fp32)."""
+        """The runtime `model` last indexed this collection with, if recorded."""
         embedders = self.manifest.get("embedders", {})
         keys = [key for key, entry in embedders.items() if entry.get("model") == model]
         latest = self.manifest.get("embedder_key")

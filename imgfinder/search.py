@@ -89,8 +89,7 @@ class SearchModel:
             from imgfinder.embedders.registry import create_embedder, default_model_key
 
             self.model_name = model or self.collection.manifest.get("model") or default_model_key()
-            if runtime == "auto":
-                runtime = self.collection.runtime_of(self.model_name) or runtime
+            runtime = self.collection.runtime_for(self.model_name, runtime)
             self.embedder = create_embedder(self.model_name, model_dir=model_dir, runtime=runtime)
         self.indexer_name = indexer
         self.indexer_params = dict(indexer_params or {})

@@ -403,9 +403,7 @@ class AppService:
         if found is not None:
             return found
         collection = self.collection(selection.collection)
-        runtime = selection.runtime
-        if runtime == "auto":  # the runtime the collection was indexed with, if any
-            runtime = collection.runtime_of(selection.model) or runtime
+        runtime = collection.runtime_for(selection.model, selection.runtime)
         embedder = self.embedder(selection.model, runtime)
         with self._lock:
             if selection not in self._models:
