@@ -375,12 +375,13 @@ class Indexer:
         with self.catalog.transaction() as db:
             for path in gone:
                 db.execute("DELETE FROM files WHERE path=?", (path,))
-            orphans = dict(
-                db.execute(
-                    "SELECT c.id, c.hash FROM contents c WHERE NOT EXISTS "
+            orphans = {
+                content_id: (content_hash, kind)
+                for content_id, content_hash, kind in db.execute(
+                    "SELECT c.id, c.hash, c.kind FROM contents c WHERE NOT EXISTS "
                     "(SELECT 1 FROM files f WHERE f.content_id = c.id)"
-                ).fetchall()
-            )
+                )
+            }
             for content_id in orphans:
                 items = [
                     r[0]
@@ -390,8 +391,9 @@ class Indexer:
                 db.execute("DELETE FROM contents WHERE id=?", (content_id,))
             if gone or orphans:
                 self.catalog.bump_generation(db)
-        for orphan_hash in orphans.values():  # frame thumbnails of videos that are gone
-            shutil.rmtree(self.collection.thumbs_dir() / orphan_hash, ignore_errors=True)
+        for orphan_hash, kind in orphans.values():  # frame thumbnails of videos that are gone
+            if kind == "video":
+                shutil.rmtree(self.collection.thumbs_dir() / orphan_hash, ignore_errors=True)
         return [known[path] for path in gone]
 
 
