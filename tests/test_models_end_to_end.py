@@ -121,11 +121,11 @@ def open_app(collection: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch)
     return at
 
 
-def search_in_app(at: AppTest) -> list[tuple[str, float]]:
-    """(name, score) of every card for QUERY, with the threshold at 0 and k at 10."""
-    at.sidebar.slider(key=f"threshold::{RUCLIP}").set_value(0.0)
+def search_in_app(at: AppTest, model: str = RUCLIP, query: str = QUERY) -> list[tuple[str, float]]:
+    """(name, score) of every card for `query`, with the threshold at 0 and k at 10."""
+    at.sidebar.slider(key=f"threshold::{model}").set_value(0.0)
     at.sidebar.slider(key="k").set_value(10)
-    at.text_input(key="text_query").input(QUERY)
+    at.text_input(key="text_query").input(query)
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

@@ -609,6 +609,9 @@ class OpenClipEmbedder(TowerEmbedder):
                 f"{self.architecture} (tags: {tags})"
             )
         checkpoint, folder = self._find_tag_weights(cfg)
+        if folder is not None and (folder / "open_clip_config.json").is_file():
+            # the downloaded repo describes its own model and preprocessing: build exactly that
+            return f"{LOCAL_DIR}{folder}", None, {}, folder
         kwargs = {
             "image_mean": tuple(cfg["mean"]),
             "image_std": tuple(cfg["std"]),

@@ -1,0 +1,163 @@
+"""SigLIP 2 chosen by its registry key, end to end through the CLI and the app.
+
+The stand-in has SigLIP 2's shape at a tiny size: a timm ViT trunk with attention-pool (MAP)
+head and no projection, open_clip's custom text tower without a causal mask pooling the last
+token, a Gemma-like BPE tokenizer read through Hugging Face `transformers`. It sits in a
+temporary model dir the way a download leaves the repo (open_clip_config.json, weights,
+tokenizer files); the repo's own open_clip_config.json says what to build, as it does for the
+real model. The oracle embeds the images with the torch model itself; the CLI (automatic
+runtime: ONNX export of both towers) and the app must return its scores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_cli import run
+from test_models_end_to_end import assert_matches_oracle, open_app, positive, search_in_app
+
+from imgfinder.embedders.registry import create_embedder, get_model, repo_dir
+from imgfinder.media.images import open_image
+
+pytest.importorskip("timm")
+pytest.importorskip("transformers")
+
+SIGLIP2 = "siglip2-vit-b-16"
+QUERY = "красная машина ночью"
+CORPUS = [
+    "a red car at night",
+    "красная машина ночью",
+    "собака на пляже",
+    "a dog on the beach",
+    "синяя звезда и зелёный круг",
+    "the quick brown fox jumps over the lazy dog 0123456789",
+]
+#: Gemma's special tokens, with Gemma's ids
+SPECIAL = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+
+
+def tiny_config(vocab_size: int) -> dict:
+    """open_clip's ViT-B-16-SigLIP2 config with every size shrunk."""
+    return {
+        "embed_dim": 192,
+        "init_logit_bias": -10,
+        "custom_text": True,
+        "vision_cfg": {
+            "image_size": 224,
+            "timm_model_name": "vit_tiny_patch16_224",
+            "timm_model_pretrained": False,
+            "timm_pool": "map",
+            "timm_proj": "none",
+        },
+        "text_cfg": {
+            "context_length": 64,
+            "vocab_size": vocab_size,
+            "hf_tokenizer_name": "timm/ViT-B-16-SigLIP2",
+            "tokenizer_kwargs": {"clean": "canonicalize"},
+            "width": 64,
+            "heads": 2,
+            "layers": 1,
+            "no_causal_mask": True,
+            "proj_bias": True,
+            "pool_type": "last",
+            "norm_kwargs": {"eps": 1e-6},
+            "act_kwargs": {"approximate": "tanh"},
+        },
+    }
+
+
+def tiny_tokenizer_json() -> str:
+    """A SentencePiece-style BPE like Gemma's, trained on a few sentences in both languages."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=list(SPECIAL.values()))
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A <eos>", special_tokens=[("<eos>", 1)]
+    )
+    return tokenizer.to_str()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("models")
+    folder = repo_dir(str(get_model(SIGLIP2).hf_repo), directory)
+    folder.mkdir(parents=True)
+    tokenizer = tiny_tokenizer_json()
+    (folder / "tokenizer.json").write_text(tokenizer)
+    config = {"tokenizer_class": "GemmaTokenizer", "model_max_length": 64, **SPECIAL}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL))
+    vocab_size = len(json.loads(tokenizer)["model"]["vocab"])
+    preprocess = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": tiny_config(vocab_size),
+                "preprocess_cfg": preprocess | {"resize_mode": "squash"},
+            }
+        )
+    )
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}")
+    weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(weights, str(folder / "open_clip_model.safetensors"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def oracle(model_dir: Path, album: Path) -> dict[str, float]:
+    """Exact cosine score of every image for QUERY, computed by the torch model itself."""
+    embedder = create_embedder(SIGLIP2, model_dir=model_dir, runtime="torch")
+    assert type(embedder.towers.text_tower.clip).__name__ == "CustomTextCLIP"
+    paths = sorted(album.iterdir())
+    images = embedder.embed_images([open_image(p, target_size=embedder.image_size) for p in paths])
+    scores = images @ embedder.embed_texts([QUERY])[0]
+    return {path.name: float(score) for path, score in zip(paths, scores, strict=True)}
+
+
+def test_the_stand_in_is_present_and_verifies(model_dir: Path) -> None:
+    code, out, err = run("models", "list", "--json", "--model-dir", str(model_dir))
+    assert code == 0, err
+    present = {row["key"]: row["present"] for row in json.loads(out)}
+    assert present[SIGLIP2] is True
+    code, out, err = run("models", "verify", SIGLIP2, "--model-dir", str(model_dir))
+    assert code == 0 and out.startswith(f"{SIGLIP2}: ok (open_clip:ViT-B-16-SigLIP2:"), out + err
+    cosines = [float(c) for c in re.findall(r"(?:image|text) ([\d.]+)", out)]
+    assert len(cosines) == 2 and min(cosines) >= 0.9999, out
+
+
+def test_cli_and_app_search_with_siglip2(
+    model_dir: Path,
+    album: Path,
+    oracle: dict[str, float],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collection = tmp_path / "indexes" / "siglip2"
+    common = ["-c", str(collection), "--model-dir", str(model_dir)]
+    code, out, err = run("index", str(album), *common, "-m", SIGLIP2, "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["indexed"] == 6
+    code, out, err = run("info", "-c", str(collection), "--json")
+    assert code == 0 and json.loads(out)["model"] == SIGLIP2, err
+    assert all(key.endswith(":onnx-fp32") for key in json.loads(out)["embedders"])
+
+    code, out, err = run("search", QUERY, *common, "-k", "10", "--json")
+    assert code == 0, err
+    assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
+
+    at = open_app(collection, model_dir, monkeypatch)
+    model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
+    assert model.value == SIGLIP2
+    assert_matches_oracle(search_in_app(at, SIGLIP2, QUERY), positive(oracle))
