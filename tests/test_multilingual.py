@@ -183,6 +183,9 @@ def test_cli_and_app_search_with_the_multilingual_model(
     common = ["-c", str(collection), "-m", MULTI, "--runtime", runtime]
     summary = json.loads(imgfinder(stand_in, "index", str(album), *common, "--json"))
     assert summary["indexed"] == 6 and summary["skipped"] == 0
+    exports = list(Path(stand_in["IMGFINDER_MODEL_DIR"], "onnx").glob("*/meta.json"))
+    tokenizers = [json.loads(meta.read_text())["tokenizer"] for meta in exports]
+    assert [t["kind"] for t in tokenizers] == ["hf-tokenizers"], "searching needs no torch"
     hits = json.loads(imgfinder(stand_in, "search", QUERY, *common, "-k", "10", "--json"))
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in hits], oracle)
 

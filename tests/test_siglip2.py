@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_cli import run
 from test_models_end_to_end import assert_matches_oracle, open_app, positive, search_in_app
@@ -161,3 +164,24 @@ def test_cli_and_app_search_with_siglip2(
     model = next(s for s in at.sidebar.selectbox if s.key.startswith("model::"))
     assert model.value == SIGLIP2
     assert_matches_oracle(search_in_app(at, SIGLIP2, QUERY), positive(oracle))
+
+
+def test_search_needs_no_torch_once_exported(model_dir: Path) -> None:
+    """The export carries the tokenizer (tokenizers' JSON), so a query loads neither torch,
+    open_clip nor transformers; its vector equals the torch model's."""
+    reference = create_embedder(SIGLIP2, model_dir=model_dir, runtime="torch").embed_texts([QUERY])
+    create_embedder(SIGLIP2, model_dir=model_dir).embed_texts(["export once"])
+    script = (
+        "import json, sys\n"
+        "from imgfinder.embedders.registry import create_embedder\n"
+        f"embedder = create_embedder({SIGLIP2!r}, model_dir={str(model_dir)!r})\n"
+        f"vector = embedder.embed_texts([{QUERY!r}])\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'vector': vector[0].tolist()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == []
+    assert float(np.dot(found["vector"], reference[0])) > 0.9999

@@ -53,7 +53,7 @@ class ExportSource:
     pad_id: int = 0
     #: how to tokenize without torch (stored in meta.json), and files it needs copied along
     tokenizer: dict[str, Any] | None = None
-    assets: dict[str, Path] = field(default_factory=dict)
+    assets: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def from_model(
@@ -315,8 +315,8 @@ def export(source: ExportSource, directory: Path, source_key: str) -> dict[str, 
                 f"the ONNX export of {source_key} disagrees with torch (worst cosine "
                 f"{min(parity.values()):.6f} < {PARITY_MIN}); use runtime 'torch'"
             )
-        for name, path in source.assets.items():
-            shutil.copyfile(path, work / name)
+        for name, data in source.assets.items():
+            (work / name).write_bytes(data)
         np.savez(work / "samples.npz", images=images, tokens=tokens)
         atomic_write_text(work / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
         _publish(work, directory)

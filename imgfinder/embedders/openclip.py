@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.atomic import atomic_write_text
+from imgfinder.embedders import hftokenizer
 from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD, Embedder, l2_normalize, to_rgb
 from imgfinder.embedders.registry import hub_cache_dir, hub_offline, models_dir, repo_dir
 from imgfinder.errors import ConfigError, ImgFinderError, MissingExtraError, ModelError
@@ -177,6 +178,7 @@ def trim_padding(tokens: np.ndarray, pad_id: int = 0) -> np.ndarray:
 
 
 CLIP_VOCAB_FILE = "clip_bpe_vocab.txt.gz"
+HUB_TOKENIZER_FILE = "tokenizer.json"
 #: merges in CLIP's 49408-token vocabulary (256 bytes, 256 word-final bytes, 2 specials)
 CLIP_MERGES = 49152 - 256 - 2
 #: texts on which the torch-free tokenizer must equal open_clip's before it is trusted
@@ -692,9 +694,7 @@ class OpenClipEmbedder(TowerEmbedder):
         preprocess = Preprocess.from_dict(towers.meta["preprocess"])
         return Loaded(towers, preprocess, tokenize, 0, towers.dim)
 
-    def _tokenizer(
-        self, name: str | None = None, folder: Path | None = None
-    ) -> Callable[[Sequence[str]], np.ndarray]:
+    def _tokenizer(self, name: str | None = None, folder: Path | None = None) -> OpenClipTokenize:
         """open_clip's tokenizer for this model, from local files only."""
         open_clip = import_open_clip()
         if name is None:
@@ -706,11 +706,7 @@ class OpenClipEmbedder(TowerEmbedder):
                 tokenizer = open_clip.get_tokenizer(name)
         except Exception as exc:
             raise ModelError(f"cannot load the tokenizer of {self.architecture}: {exc}") from exc
-
-        def tokenize(texts: Sequence[str]) -> np.ndarray:
-            return tokenizer(list(texts)).numpy().astype(np.int64)
-
-        return tokenize
+        return OpenClipTokenize(tokenizer)
 
     def _onnx_tokenizer(self, towers: Any) -> Callable[[Sequence[str]], np.ndarray]:
         """The export's own torch-free tokenizer when it has one, else open_clip's (lazily)."""
@@ -718,6 +714,8 @@ class OpenClipEmbedder(TowerEmbedder):
         if spec.get("kind") == "clip-bpe":
             path, length = towers.directory / spec["file"], int(spec["context_length"])
             return lazy(lambda: ClipBpeTokenizer(path, length))
+        if spec.get("kind") == hftokenizer.KIND:
+            return lazy(lambda: hftokenizer.HubTokenizer.from_export(towers.directory, spec))
         return lazy(self._tokenizer)
 
     def _text_tower_hub(self) -> Path | None:
@@ -744,22 +742,43 @@ class OpenClipEmbedder(TowerEmbedder):
         return self.architecture, folder
 
 
-def torch_free_tokenizer(
-    tokenize: Callable[[Sequence[str]], np.ndarray],
-) -> tuple[dict[str, Any] | None, dict[str, Path]]:
-    """(meta, files) for an export when ClipBpeTokenizer reproduces `tokenize`, else (None, {})."""
-    from open_clip.tokenizer import default_bpe
+class OpenClipTokenize:
+    """open_clip's tokenizer of a model (it needs torch), giving int64 numpy rows."""
 
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.tokenizer(list(texts)).numpy().astype(np.int64)
+
+
+def torch_free_tokenizer(
+    tokenize: OpenClipTokenize,
+) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+    """(meta, files) of a tokenizer for an export that reproduces `tokenize` without torch:
+    ClipBpeTokenizer for CLIP's BPE, HubTokenizer for a Hugging Face one; else (None, {})."""
     expected = tokenize(TOKENIZER_CHECKS)
+    candidate: Callable[[Sequence[str]], np.ndarray]
     try:
-        candidate = ClipBpeTokenizer(default_bpe(), context_length=expected.shape[1])
+        described = hftokenizer.describe(tokenize.tokenizer, HUB_TOKENIZER_FILE)
+        if described is not None:
+            spec, backend = described
+            files = {HUB_TOKENIZER_FILE: backend.encode("utf-8")}
+            candidate = hftokenizer.HubTokenizer(backend, spec)
+        else:
+            from open_clip.tokenizer import default_bpe
+
+            spec = {
+                "kind": "clip-bpe",
+                "file": CLIP_VOCAB_FILE,
+                "context_length": expected.shape[1],
+            }
+            files = {CLIP_VOCAB_FILE: Path(default_bpe()).read_bytes()}
+            candidate = ClipBpeTokenizer(default_bpe(), context_length=expected.shape[1])
         same = np.array_equal(candidate(TOKENIZER_CHECKS), expected)
-    except (ImgFinderError, OSError, KeyError):
+    except (ImgFinderError, OSError, KeyError, ValueError, TypeError):
         return None, {}
-    if not same:
-        return None, {}
-    spec = {"kind": "clip-bpe", "file": CLIP_VOCAB_FILE, "context_length": expected.shape[1]}
-    return spec, {CLIP_VOCAB_FILE: Path(default_bpe())}
+    return (spec, files) if same else (None, {})
 
 
 def split_hub(hub: str) -> tuple[str, str]:
