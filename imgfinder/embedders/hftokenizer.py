@@ -56,9 +56,10 @@ class HubTokenizer:
 
     def __init__(self, tokenizer_json: str, spec: dict[str, Any]) -> None:
         try:
+            import ftfy  # noqa: F401 - the cleaners need it; fail here, clearly
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise MissingExtraError("tokenizers", "multilingual") from exc
+            raise MissingExtraError("tokenizers and ftfy", "multilingual") from exc
         self.clean = CLEANERS[spec["clean"]]
         self.length = int(spec["context_length"])
         self.strip_id = spec.get("strip_id")
