@@ -138,6 +138,11 @@ def test_the_stand_in_is_present_and_verifies(model_dir: Path) -> None:
     assert code == 0 and out.startswith(f"{SIGLIP2}: ok (open_clip:ViT-B-16-SigLIP2:"), out + err
     cosines = [float(c) for c in re.findall(r"(?:image|text) ([\d.]+)", out)]
     assert len(cosines) == 2 and min(cosines) >= 0.9999, out
+    int8 = ["--model-dir", str(model_dir), "--runtime", "onnx-int8"]
+    code, out, err = run("models", "verify", SIGLIP2, *int8)
+    assert code == 0 and "agrees with ONNX fp32: cosine image " in out, out + err
+    cosines = [float(c) for c in re.findall(r"(?:image|text) ([\d.]+)", out)]
+    assert len(cosines) == 2 and min(cosines) >= 0.99, out  # tiny random weights
 
 
 def test_cli_and_app_search_with_siglip2(
