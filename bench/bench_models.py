@@ -126,6 +126,57 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
+def run_workers(
+    onnx_dir: Path | None, rounds: int, config: Path | None
+) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]], dict[str, Any]]:
+    """(setup, timings, embeddings) per runtime from one worker process each.
+
+    A worker that dies ends the run with an error instead of a parent waiting forever: the
+    parent keeps no copy of the workers' pipe ends, and stops every worker on the way out.
+    """
+    context = multiprocessing.get_context("spawn")
+    connections, processes, setup = {}, [], {}
+
+    def ask(runtime: str, command: str | None = None) -> Any:
+        connection = connections[runtime]
+        if command is not None:
+            connection.send(command)
+        try:
+            return connection.recv()
+        except EOFError:
+            raise RuntimeError(f"the {runtime} worker died") from None
+
+    try:
+        for runtime in RUNTIMES:
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=worker, args=(runtime, onnx_dir, config, theirs), daemon=True
+            )
+            process.start()
+            theirs.close()
+            connections[runtime] = ours
+            processes.append(process)
+            setup[runtime] = ask(runtime)
+        times: dict[str, dict[str, list[float]]] = {r: {} for r in RUNTIMES}
+        for _ in range(rounds):
+            for runtime in RUNTIMES:
+                for name, value in ask(runtime, "round").items():
+                    values = value if isinstance(value, list) else [value]
+                    times[runtime].setdefault(name, []).extend(values)
+        embedded = {runtime: ask(runtime, "vectors") for runtime in RUNTIMES}
+        for connection in connections.values():
+            connection.send("stop")
+    finally:
+        for connection in connections.values():
+            connection.close()  # a worker still waiting for a command sees the end and exits
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    return setup, times, embedded
+
+
 def measure(onnx_dir: Path | None, rounds: int, config: Path | None = None) -> dict[str, Any]:
     """Speed, memory and parity per runtime, one process each, interleaved round by round.
 
@@ -133,30 +184,8 @@ def measure(onnx_dir: Path | None, rounds: int, config: Path | None = None) -> d
     quantisation) is made once, before the workers start, so they do not race for it.
     """
     export_seconds = timed(embedder("onnx-int8", onnx_dir, config).embed_texts, ["export"])
-    context = multiprocessing.get_context("spawn")
-    connections, processes, setup = {}, [], {}
-    for runtime in RUNTIMES:
-        ours, theirs = context.Pipe()
-        process = context.Process(target=worker, args=(runtime, onnx_dir, config, theirs))
-        process.start()
-        connections[runtime] = ours
-        processes.append(process)
-        setup[runtime] = ours.recv()
+    setup, times, embedded = run_workers(onnx_dir, rounds, config)
     memory = {runtime: found.pop("memory") for runtime, found in setup.items()}
-    times: dict[str, dict[str, list[float]]] = {r: {} for r in RUNTIMES}
-    for _ in range(rounds):
-        for runtime, connection in connections.items():
-            connection.send("round")
-            for name, value in connection.recv().items():
-                values = value if isinstance(value, list) else [value]
-                times[runtime].setdefault(name, []).extend(values)
-    embedded = {}
-    for runtime, connection in connections.items():
-        connection.send("vectors")
-        embedded[runtime] = connection.recv()
-        connection.send("stop")
-    for process in processes:
-        process.join()
     results: dict[str, Any] = {}
     for runtime, record in times.items():
         results[runtime] = {

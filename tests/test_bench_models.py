@@ -65,3 +65,9 @@ def test_bench_models_measures_every_runtime_in_its_own_process(tmp_path: Path) 
         assert f"| {runtime} |" in table
     for check in bench_models.TARGETS:
         assert f"| {check} |" in table
+
+
+def test_a_worker_that_dies_ends_the_run_with_an_error(tmp_path: Path) -> None:
+    """Not a parent waiting forever on a pipe (the worker cannot load a missing config)."""
+    with pytest.raises(RuntimeError, match="worker died"):
+        bench_models.run_workers(None, 1, tmp_path / "no-such-config.json")
