@@ -216,6 +216,10 @@ def test_mismatched_weights_are_refused(tmp_path: Path) -> None:
     state = original_state_dict(0) | {"extra.weight": torch.zeros(1)}
     with pytest.raises(ModelError, match=r"unexpected \[extra\.weight\]"):
         RuClipEmbedder(make_folder(tmp_path / "extra", state=state)).embed_texts(["кошка"])
+    state = original_state_dict(0)
+    state["ln_final.bias"] = torch.zeros(state["ln_final.bias"].shape[0] + 1)
+    with pytest.raises(ModelError, match=r"does not fit .*ln_final\.bias"):
+        RuClipEmbedder(make_folder(tmp_path / "shape", state=state)).embed_texts(["кошка"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="config"):
         RuClipEmbedder(tmp_path / "empty").embed_texts(["кошка"])

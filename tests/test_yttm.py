@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -190,3 +191,24 @@ def test_bad_files_raise_model_error(tmp_path: Path, content: str) -> None:
         YttmBpe.load(path)
     with pytest.raises(ModelError):
         YttmBpe.load(tmp_path / "missing.model")
+
+
+REAL = Path(__file__).parent / "data" / "yttm"
+
+
+def test_ids_equal_the_real_youtokentome() -> None:
+    """A model file trained by YouTokenToMe's own C++ and the ids it gave (see data/yttm)."""
+    bpe = YttmBpe.load(REAL / "bpe.model")
+    cases = json.loads((REAL / "cases.json").read_text(encoding="utf-8"))
+    assert len(cases["texts"]) == len(cases["ids"]) > 500
+    wrong = [
+        (text, expected, bpe.encode(text))
+        for text, expected in zip(cases["texts"], cases["ids"], strict=True)
+        if bpe.encode(text) != expected
+    ]
+    assert not wrong, wrong[:3]
+    tokenizer = RuClipTokenizer(bpe, context_length=77)
+    rows = tokenizer(cases["texts"])
+    for text, row in zip(cases["texts"], rows, strict=True):
+        ids = bpe.encode(text.lower())[:75]
+        assert row.tolist() == [2, *ids, 3] + [0] * (75 - len(ids)), text

@@ -131,7 +131,11 @@ def build_model(model_dir: Path, device: str = "cpu") -> Any:
         raise ModelError(f"cannot read the ruCLIP weights {path}: {exc}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    result = model.load_state_dict(convert_state_dict(state), strict=False)
+    try:
+        result = model.load_state_dict(convert_state_dict(state), strict=False)
+    except RuntimeError as exc:  # a tensor of another shape than the config gives
+        reason = " ".join(str(exc).split())  # torch's message spans lines; ours is one
+        raise ModelError(f"{path} does not fit a ruCLIP model of {CONFIG_FILE}: {reason}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise ModelError(
             f"{path} does not fit a ruCLIP model of {CONFIG_FILE}: "
