@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_multilingual
-import test_siglip2
+from tiny_tokenizers import gemma_files, xlm_roberta_files
 
 from imgfinder.embedders.hftokenizer import HubTokenizer, describe
 from imgfinder.embedders.openclip import TOKENIZER_CHECKS
+from imgfinder.errors import ModelError
 
 pytest.importorskip("transformers")
 open_clip_tokenizer = pytest.importorskip("open_clip.tokenizer")
@@ -29,58 +29,57 @@ def random_texts(count: int = 200) -> list[str]:
 
 
 def xlm_roberta_like(folder: Path) -> Path:
-    """A tiny Unigram tokenizer with XLM-RoBERTa's specials and config (pads on the right)."""
-    folder.mkdir()
-    (folder / "tokenizer.json").write_text(test_multilingual.tiny_tokenizer_json())
-    config = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 78}
-    special = dict(
-        zip(
-            ("bos_token", "pad_token", "eos_token", "unk_token", "mask_token"),
-            test_multilingual.SPECIAL,
-            strict=True,
-        )
-    )
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps(config | special | {"sep_token": "</s>"})
-    )
-    return folder
+    return write(folder, xlm_roberta_files())
 
 
 def gemma_like(folder: Path) -> Path:
-    """A tiny BPE with Gemma's specials and config (pads on the left)."""
+    return write(folder, gemma_files())
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
     folder.mkdir()
-    (folder / "tokenizer.json").write_text(test_siglip2.tiny_tokenizer_json())
-    config = {"tokenizer_class": "GemmaTokenizer", "model_max_length": 64}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config | test_siglip2.SPECIAL))
+    for name, text in files.items():
+        (folder / name).write_text(text)
     return folder
 
 
 @pytest.mark.parametrize(
-    ("make", "clean", "length", "strip_sep"),
+    ("make", "clean", "length", "options"),
     [
-        (xlm_roberta_like, "whitespace", 77, False),
-        (xlm_roberta_like, "lower", 8, True),
-        (xlm_roberta_like, "canonicalize", 64, True),
-        (gemma_like, "canonicalize", 64, False),
-        (gemma_like, "lower", 8, False),
+        (xlm_roberta_like, "whitespace", 77, {}),
+        (xlm_roberta_like, "lower", 8, {"strip_sep_token": True}),
+        (xlm_roberta_like, "canonicalize", 64, {"strip_sep_token": True}),
+        (xlm_roberta_like, "whitespace", 16, {"split_special_tokens": True}),
+        (gemma_like, "canonicalize", 64, {}),
+        (gemma_like, "lower", 8, {}),
+        (gemma_like, "whitespace", 64, {"split_special_tokens": True}),
     ],
 )
 def test_same_ids_as_open_clip(
-    make, clean: str, length: int, strip_sep: bool, tmp_path: Path
+    make, clean: str, length: int, options: dict, tmp_path: Path
 ) -> None:
     folder = make(tmp_path / "tokenizer")
     wrapper = open_clip_tokenizer.HFTokenizer(
-        str(folder), context_length=length, clean=clean, strip_sep_token=strip_sep
+        str(folder), context_length=length, clean=clean, **options
     )
     described = describe(wrapper, "tokenizer.json")
     assert described is not None
-    spec, backend = described
-    assert spec["clean"] == clean and spec["context_length"] == length
-    texts = random_texts()
+    assert described.spec["clean"] == clean and described.spec["context_length"] == length
+    texts = [*random_texts(), *described.checks]
+    assert any("</s>" in text or "<eos>" in text for text in described.checks)
     expected = wrapper(texts).numpy()
-    ours = HubTokenizer(backend, json.loads(json.dumps(spec)))(texts)
+    spec = json.loads(json.dumps(described.spec))  # as stored in meta.json
+    ours = HubTokenizer(described.backend_json, spec)(texts)
     assert ours.dtype == np.int64 and ours.shape == (len(texts), length)
     np.testing.assert_array_equal(ours, expected)
+
+
+def test_a_broken_export_is_a_model_error(tmp_path: Path) -> None:
+    wrapper = open_clip_tokenizer.HFTokenizer(str(xlm_roberta_like(tmp_path / "t")), 16)
+    described = describe(wrapper, "tokenizer.json")
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelError, match="export again"):
+        HubTokenizer.from_export(tmp_path, described.spec)
 
 
 def test_open_clips_own_clips_mode_is_not_claimed(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from test_models_end_to_end import assert_matches_oracle, positive
+from tiny_tokenizers import vocab_size, xlm_roberta_files
 
 from imgfinder.embedders.registry import get_model, hub_cache_dir, repo_dir
 
@@ -28,14 +29,6 @@ MULTI = "xlm-roberta-base-vit-b-32"
 QUERY = "красная машина ночью"
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-CORPUS = [
-    "a red car at night",
-    "красная машина ночью",
-    "собака на пляже",
-    "a dog on the beach",
-    "синяя звезда и зелёный круг",
-    "the quick brown fox jumps over the lazy dog 0123456789",
-]
 TINY_XLMR = {
     "architectures": ["XLMRobertaModel"],
     "model_type": "xlm-roberta",
@@ -50,7 +43,6 @@ TINY_XLMR = {
     "eos_token_id": 2,
     "layer_norm_eps": 1e-5,
 }
-SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
 def write_hub_files(hub: Path, repo_id: str, files: dict[str, str]) -> None:
@@ -63,21 +55,6 @@ def write_hub_files(hub: Path, repo_id: str, files: dict[str, str]) -> None:
     snapshot.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (snapshot / name).write_text(text)
-
-
-def tiny_tokenizer_json() -> str:
-    """A Unigram tokenizer like XLM-RoBERTa's, trained on a few sentences in both languages."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.train_from_iterator(
-        CORPUS, trainers.UnigramTrainer(vocab_size=200, special_tokens=SPECIAL, unk_token="<unk>")
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    return tokenizer.to_str()
 
 
 def python(script: str, env: dict[str, str], timeout: float = 300) -> str:
@@ -99,29 +76,9 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("multilingual")
     models = base / "models"
     hub = hub_cache_dir(models)
-    tokenizer = tiny_tokenizer_json()
-    vocab = len(json.loads(tokenizer)["model"]["vocab"])
-    write_hub_files(
-        hub,
-        "xlm-roberta-base",
-        {
-            "config.json": json.dumps(TINY_XLMR | {"vocab_size": vocab}),
-            "tokenizer.json": tokenizer,
-            "tokenizer_config.json": json.dumps(
-                {
-                    "tokenizer_class": "XLMRobertaTokenizer",
-                    "model_max_length": 78,
-                    "bos_token": "<s>",
-                    "cls_token": "<s>",
-                    "eos_token": "</s>",
-                    "sep_token": "</s>",
-                    "pad_token": "<pad>",
-                    "unk_token": "<unk>",
-                    "mask_token": "<mask>",
-                }
-            ),
-        },
-    )
+    tokenizer = xlm_roberta_files()
+    config = json.dumps(TINY_XLMR | {"vocab_size": vocab_size(tokenizer)})
+    write_hub_files(hub, "xlm-roberta-base", {"config.json": config, **tokenizer})
     env = {
         **os.environ,
         "HF_HUB_CACHE": str(base / "empty-default-cache"),

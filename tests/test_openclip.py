@@ -271,3 +271,17 @@ def test_weights_digest_is_remembered_beside_the_file(
 
     weights.write_bytes(b"other weights, other size")
     assert openclip.file_digest(weights) == hashlib.sha256(b"other weights, other size").hexdigest()
+
+
+def test_a_repo_builds_from_its_own_config_only_with_the_checkpoint_we_found(
+    tmp_path: Path,
+) -> None:
+    """Else open_clip would load another file than the one we checked (or none: random)."""
+    from imgfinder.embedders.openclip import builds_from_repo_config
+
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(b"x")
+    assert not builds_from_repo_config(tmp_path, weights)  # no open_clip_config.json
+    (tmp_path / "open_clip_config.json").write_text("{}")
+    assert builds_from_repo_config(tmp_path, weights)
+    assert not builds_from_repo_config(tmp_path, tmp_path / "epoch_32.pt")

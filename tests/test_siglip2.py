@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from test_cli import run
 from test_models_end_to_end import assert_matches_oracle, open_app, positive, search_in_app
+from tiny_tokenizers import gemma_files, vocab_size
 
 from imgfinder.embedders.registry import create_embedder, get_model, repo_dir
 from imgfinder.media.images import open_image
@@ -30,19 +31,9 @@ pytest.importorskip("transformers")
 
 SIGLIP2 = "siglip2-vit-b-16"
 QUERY = "красная машина ночью"
-CORPUS = [
-    "a red car at night",
-    "красная машина ночью",
-    "собака на пляже",
-    "a dog on the beach",
-    "синяя звезда и зелёный круг",
-    "the quick brown fox jumps over the lazy dog 0123456789",
-]
-#: Gemma's special tokens, with Gemma's ids
-SPECIAL = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
 
 
-def tiny_config(vocab_size: int) -> dict:
+def tiny_config(vocab: int) -> dict:
     """open_clip's ViT-B-16-SigLIP2 config with every size shrunk."""
     return {
         "embed_dim": 192,
@@ -57,7 +48,7 @@ def tiny_config(vocab_size: int) -> dict:
         },
         "text_cfg": {
             "context_length": 64,
-            "vocab_size": vocab_size,
+            "vocab_size": vocab,
             "hf_tokenizer_name": "timm/ViT-B-16-SigLIP2",
             "tokenizer_kwargs": {"clean": "canonicalize"},
             "width": 64,
@@ -72,21 +63,6 @@ def tiny_config(vocab_size: int) -> dict:
     }
 
 
-def tiny_tokenizer_json() -> str:
-    """A SentencePiece-style BPE like Gemma's, trained on a few sentences in both languages."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=list(SPECIAL.values()))
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A <eos>", special_tokens=[("<eos>", 1)]
-    )
-    return tokenizer.to_str()
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import open_clip
@@ -96,17 +72,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     folder = repo_dir(str(get_model(SIGLIP2).hf_repo), directory)
     folder.mkdir(parents=True)
-    tokenizer = tiny_tokenizer_json()
-    (folder / "tokenizer.json").write_text(tokenizer)
-    config = {"tokenizer_class": "GemmaTokenizer", "model_max_length": 64, **SPECIAL}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL))
-    vocab_size = len(json.loads(tokenizer)["model"]["vocab"])
+    tokenizer = gemma_files()
+    for name, text in tokenizer.items():
+        (folder / name).write_text(text)
     preprocess = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}
     (folder / "open_clip_config.json").write_text(
         json.dumps(
             {
-                "model_cfg": tiny_config(vocab_size),
+                "model_cfg": tiny_config(vocab_size(tokenizer)),
                 "preprocess_cfg": preprocess | {"resize_mode": "squash"},
             }
         )

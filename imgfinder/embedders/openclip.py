@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import html
 import itertools
 import json
+import logging
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -26,10 +26,12 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.atomic import atomic_write_text
-from imgfinder.embedders import hftokenizer
+from imgfinder.embedders import hftokenizer, textclean
 from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD, Embedder, l2_normalize, to_rgb
 from imgfinder.embedders.registry import hub_cache_dir, hub_offline, models_dir, repo_dir
 from imgfinder.errors import ConfigError, ImgFinderError, MissingExtraError, ModelError
+
+log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 LOCAL_DIR = "local-dir:"
@@ -201,11 +203,10 @@ class ClipBpeTokenizer:
 
     def __init__(self, merges_file: str | Path, context_length: int = 77) -> None:
         try:
-            import ftfy
+            import ftfy  # noqa: F401 - the cleaning needs it; fail here, clearly
             import regex
         except ImportError as exc:
             raise MissingExtraError("ftfy and regex", "torch") from exc
-        self._fix_text = ftfy.fix_text
         with gzip.open(merges_file, "rt", encoding="utf-8") as handle:
             lines = handle.read().split("\n")[1 : CLIP_MERGES + 1]
         merges = [tuple(line.split()) for line in lines]
@@ -228,8 +229,7 @@ class ClipBpeTokenizer:
         self._word = lru_cache(maxsize=65536)(self._merge_word)
 
     def clean(self, text: str) -> str:
-        text = html.unescape(html.unescape(self._fix_text(text)))
-        return " ".join(text.split()).lower()
+        return textclean.lower(text)
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = []
@@ -611,9 +611,9 @@ class OpenClipEmbedder(TowerEmbedder):
                 f"{self.architecture} (tags: {tags})"
             )
         checkpoint, folder = self._find_tag_weights(cfg)
-        if folder is not None and (folder / "open_clip_config.json").is_file():
-            # the downloaded repo describes its own model and preprocessing: build exactly that
-            return f"{LOCAL_DIR}{folder}", None, {}, folder
+        if folder is not None and builds_from_repo_config(folder, checkpoint):
+            quick_gelu = {"force_quick_gelu": True} if cfg.get("quick_gelu") else {}
+            return f"{LOCAL_DIR}{folder}", None, quick_gelu, folder
         kwargs = {
             "image_mean": tuple(cfg["mean"]),
             "image_std": tuple(cfg["std"]),
@@ -652,7 +652,7 @@ class OpenClipEmbedder(TowerEmbedder):
             f"download {names[0]} from https://huggingface.co/{repo_id} into {folder}"
         )
 
-    def _load_torch_model(self) -> tuple[Any, Preprocess, Callable[[Sequence[str]], np.ndarray]]:
+    def _load_torch_model(self) -> tuple[Any, Preprocess, OpenClipTokenize]:
         open_clip = import_open_clip()
         name, checkpoint, kwargs, folder = self._resolve()
         random_init = checkpoint is None and name == self.architecture
@@ -756,29 +756,43 @@ def torch_free_tokenizer(
     tokenize: OpenClipTokenize,
 ) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
     """(meta, files) of a tokenizer for an export that reproduces `tokenize` without torch:
-    ClipBpeTokenizer for CLIP's BPE, HubTokenizer for a Hugging Face one; else (None, {})."""
-    expected = tokenize(TOKENIZER_CHECKS)
+    ClipBpeTokenizer for CLIP's BPE, HubTokenizer for a Hugging Face one; else (None, {}),
+    and searching will tokenize with open_clip (torch)."""
+    checks: tuple[str, ...] = TOKENIZER_CHECKS
     candidate: Callable[[Sequence[str]], np.ndarray]
     try:
         described = hftokenizer.describe(tokenize.tokenizer, HUB_TOKENIZER_FILE)
         if described is not None:
-            spec, backend = described
-            files = {HUB_TOKENIZER_FILE: backend.encode("utf-8")}
-            candidate = hftokenizer.HubTokenizer(backend, spec)
+            spec, files = described.spec, {HUB_TOKENIZER_FILE: described.backend_json.encode()}
+            candidate = hftokenizer.HubTokenizer(described.backend_json, spec)
+            checks += described.checks
         else:
             from open_clip.tokenizer import default_bpe
 
-            spec = {
-                "kind": "clip-bpe",
-                "file": CLIP_VOCAB_FILE,
-                "context_length": expected.shape[1],
-            }
+            length = tokenize(checks[:1]).shape[1]
+            spec = {"kind": "clip-bpe", "file": CLIP_VOCAB_FILE, "context_length": length}
             files = {CLIP_VOCAB_FILE: Path(default_bpe()).read_bytes()}
-            candidate = ClipBpeTokenizer(default_bpe(), context_length=expected.shape[1])
-        same = np.array_equal(candidate(TOKENIZER_CHECKS), expected)
-    except (ImgFinderError, OSError, KeyError, ValueError, TypeError):
+            candidate = ClipBpeTokenizer(default_bpe(), context_length=length)
+        differs = not np.array_equal(candidate(checks), tokenize(checks))
+    except (ImgFinderError, OSError, KeyError, ValueError) as exc:
+        differs, reason = True, f"{type(exc).__name__}: {exc}"
+    else:
+        reason = f"its {spec['kind']} form gives other ids"
+    if differs:
+        log.warning("no torch-free tokenizer for this export (%s): searching needs torch", reason)
         return None, {}
-    return (spec, files) if same else (None, {})
+    return spec, files
+
+
+def builds_from_repo_config(folder: Path, checkpoint: Path) -> bool:
+    """Whether a downloaded repo folder describes its own model and preprocessing
+    (open_clip_config.json) and open_clip, building from it, would load `checkpoint`."""
+    if not (folder / "open_clip_config.json").is_file():
+        return False
+    from open_clip import factory
+
+    choose = getattr(factory, "_find_checkpoint_in_dir", None)
+    return choose is not None and Path(choose(folder) or "") == checkpoint
 
 
 def split_hub(hub: str) -> tuple[str, str]:
