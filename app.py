@@ -37,6 +37,8 @@ RUNTIME_LABELS = {
 PHASES = {"scan": "Scanning", "hash": "Reading", "embed": "Embedding", "video": "Videos"}
 SORTS = ("Best first", "Worst first")
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
+#: moments of one video offered as thumbnails with a play button, best first
+MOMENTS_SHOWN = 4
 
 st.set_page_config(page_title="imgfinder", page_icon=":material/image_search:", layout="wide")
 
@@ -197,8 +199,9 @@ def search_tab(
         st.button("Back to my query", on_click=forget_like)
         query = Query.like(like["item_id"])
     if query is None:
-        welcome(service, selection)
+        welcome(service, selection, mode)
         return
+    forget_players_on_new_query(query)
     outcome = service.search(selection, query, k, threshold, SHOWS[show])
     if outcome.error:
         st.error(text(outcome.error))
@@ -206,7 +209,7 @@ def search_tab(
         results_grid(service, selection, outcome, order)
 
 
-def welcome(service: AppService, selection: Selection) -> None:
+def welcome(service: AppService, selection: Selection, mode: str) -> None:
     counts = service.counts(selection.collection)
     if counts["items"] == 0:
         st.info(
@@ -214,11 +217,16 @@ def welcome(service: AppService, selection: Selection) -> None:
             icon=":material/folder_open:",
         )
     else:
+        hint = {
+            "Text": "Type a description above, or pick an example",
+            "Image": "Upload an example image above",
+        }[mode]
         st.info(
-            "Type a description above, upload an example image, or use “More like this” on "
-            "any result.",
+            f"{hint}; on any result, “More like this” finds its neighbours.",
             icon=":material/lightbulb:",
         )
+        if mode == "Image":
+            return
         examples = service.examples(selection.collection)
         for column, example in zip(st.columns(len(examples)), examples, strict=True):
             column.button(
@@ -312,21 +320,27 @@ def video_card(service: AppService, collection: str, result: Result, thumb: Path
     st.caption(
         f"{format_timestamp(best.t_start)}–{format_timestamp(best.t_end)} · score {best.score:.3f}"
     )
+    best_first = sorted(result.moments, key=lambda moment: -moment.score)
+    shown = sorted(best_first[:MOMENTS_SHOWN], key=lambda moment: moment.t_start)
     if len(result.moments) > 1:
-        st.caption(f"{len(result.moments)} matching moments")
-    strip = st.columns(min(len(result.moments), 4))
-    for column, moment in zip(strip, result.moments[:4], strict=True):
-        with column:
-            frame = service.thumbnail(collection, hit, moment.t_best)
-            if frame is not None:
-                st.image(str(frame), width="stretch")
-            st.button(
-                format_timestamp(moment.t_start),
-                key=f"moment-{moment.item_id}",
-                on_click=play,
-                args=(state, moment.t_start),
-                help=f"score {moment.score:.3f}",
-            )
+        more = f", the best {len(shown)} below" if len(result.moments) > len(shown) else ""
+        st.caption(f"{len(result.moments)} matching moments{more}")
+    for start_of_row in range(0, len(shown), 2):  # two a row: a timestamp fits its button
+        for column, moment in zip(
+            st.columns(2), shown[start_of_row : start_of_row + 2], strict=False
+        ):
+            with column:
+                frame = service.thumbnail(collection, hit, moment.t_best)
+                if frame is not None:
+                    st.image(str(frame), width="stretch")
+                st.button(
+                    format_timestamp(moment.t_start),
+                    key=f"moment-{moment.item_id}",
+                    on_click=play,
+                    args=(state, moment.t_start),
+                    help=f"score {moment.score:.3f}",
+                    width="stretch",
+                )
     more_like_button(hit.item_id, best.item_id, result.name)
 
 
@@ -343,6 +357,15 @@ def more_like_button(card: int, item_id: int, name: str) -> None:
 
 def play(state: str, start: float) -> None:
     st.session_state[state] = start
+
+
+def forget_players_on_new_query(query: Query) -> None:
+    """A video started for one query must not keep showing that moment under the next."""
+    asked = (*query.cache_key(), query.item_id)
+    if st.session_state.get("players_query") != asked:
+        for key in [key for key in st.session_state if str(key).startswith("video::")]:
+            del st.session_state[key]
+        st.session_state.players_query = asked
 
 
 @st.dialog("Preview", width="large")

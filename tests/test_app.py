@@ -143,6 +143,10 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     examples = [b.label for b in app.main.button if b.key and b.key.startswith("example::")]
     assert examples == ["собака на пляже", "a red car at night"]
     assert captions(app)[0] == "photos · 9 images · 1 video"
+    app.radio(key="mode").set_value("Image")
+    rerun(app)
+    assert app.info[0].value.startswith("Upload an example image above")
+    assert not [b for b in app.main.button if b.key and b.key.startswith("example::")]
 
 
 def test_russian_query_shows_thumbnails_scores_and_timings(app: AppTest) -> None:
@@ -259,6 +263,10 @@ def test_video_moments_play_in_place_with_a_strip(app: AppTest) -> None:
     rerun(app)
     videos = app.main.get("video")
     assert len(videos) == 1 and videos[0].proto.start_time >= 5
+    search(app, "an orange clip")  # a new query: the card offers its own moment again
+    assert names(app)[0] == "clips/orange.mp4"
+    assert not app.main.get("video")
+    assert any(b.key.startswith("play-") for b in app.main.button if b.key)
 
 
 def test_show_images_only_or_videos_only(app: AppTest, library: Path) -> None:
