@@ -19,7 +19,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from imgfinder.errors import ImgFinderError
@@ -133,8 +133,11 @@ def index(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index (or re-index incrementally) folders of images and videos."""
+    from imgfinder.errors import ConfigError
     from imgfinder.media.frames import VideoSampling
 
+    if not any(path.exists() for path in paths):  # some missing: skipped and counted below
+        raise ConfigError(f"there is no file or folder at {', '.join(map(str, paths))}")
     search_model = _open_model(
         collection,
         model,
@@ -319,16 +322,21 @@ def models_list(
         ]
         console.print_json(json.dumps(rows))
         return
-    table = Table("model", "family", "languages", "size", "here", "source")
+    wide = console.width >= 110  # else the source would fold into a sliver; --json has it
+    table = Table(
+        Column("model", no_wrap=True),  # the key `pull` needs, whole even in 80 columns
+        Column("family", no_wrap=True),
+        "languages",
+        Column("size", no_wrap=True),
+        "here",
+        *([Column("source", overflow="fold")] if wide else []),
+    )
     for m in models:
-        table.add_row(
-            m.key,
-            m.family,
-            ", ".join(m.languages),
-            f"{m.size_mb} MB",
-            "yes" if m.present else "no",
-            Text(m.hf_repo or "bundled"),
-        )
+        present = "yes" if m.present else "no"
+        cells = [m.key, m.family, ", ".join(m.languages), f"{m.size_mb} MB", present]
+        if wide:
+            cells.append(Text(m.hf_repo or "bundled"))
+        table.add_row(*cells)
     console.print(table)
 
 

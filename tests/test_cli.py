@@ -97,6 +97,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["index", str(tmp_path / "a"), "-c", str(tmp_path / "c"), "-i", "nope"],
         ["search", "red", "-c", str(tmp_path / "c"), "--only", "photos"],
         ["index", str(tmp_path / "a"), "-c", "/proc/no-such-place/c"],
+        ["index", str(tmp_path / "no-such-folder"), "-c", str(tmp_path / "new")],
     ):
         sys.argv = ["imgfinder", *args]
         try:
@@ -107,6 +108,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert exited.value.code == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists(), "no empty collection for a path that is not there"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -121,3 +123,16 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
             cli.main()
     finally:
         sys.argv = argv
+
+
+def test_models_list_keeps_every_key_whole_in_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgfinder.embedders.registry import list_models
+
+    monkeypatch.setattr(cli.console, "width", 80)
+    code, out, _ = run("models", "list", "--model-dir", str(tmp_path))
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for info in list_models(tmp_path):
+        assert re.search(rf"\b{re.escape(info.key)}\b", out), info.key
