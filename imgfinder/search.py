@@ -187,6 +187,13 @@ class SearchModel:
         """Refuse to search vectors made by another model (they would be meaningless)."""
         keys = self.collection.catalog.embedder_keys()
         if keys and self.embedder.key not in keys:
+            indexed = self.collection.runtime_of(self.model_name)
+            if indexed and indexed != getattr(self.embedder, "runtime", indexed):
+                raise ModelError(
+                    f"collection '{self.collection.name}' was indexed by {self.model_name} on "
+                    f"the {indexed} runtime; search it with runtime auto (or {indexed}), or "
+                    f"index it again on this one"
+                )
             raise ModelError(
                 f"collection '{self.collection.name}' was indexed with "
                 f"{', '.join(keys)}, not {self.embedder.key}; re-index it with this model "

@@ -168,6 +168,16 @@ def test_other_embedder_key_is_refused(
         other.search_text("red")
 
 
+def test_same_model_on_another_runtime_is_told_which_runtime(
+    tmp_path: Path, photo_folder: Path
+) -> None:
+    """Not "pick the model it was built with": the model is right, the runtime is not."""
+    SearchModel(tmp_path / "c", "demo", runtime="onnx").index([photo_folder])
+    with pytest.raises(ModelError, match="on the onnx runtime; search it with runtime auto"):
+        SearchModel(tmp_path / "c", "demo", runtime="torch").search_text("red")
+    assert SearchModel(tmp_path / "c", "demo", runtime="auto").search_text("red")
+
+
 def test_several_roots(model: SearchModel, tmp_path: Path) -> None:
     make_image(tmp_path / "one" / "red_a.png", "red")
     make_image(tmp_path / "two" / "blue_a.png", "blue")
