@@ -50,7 +50,7 @@ class DemoEmbedder(Embedder):
         if runtime == "onnx-int8":
             raise ModelError(
                 "the demo model runs in fp32 only (ONNX or PyTorch): at 1.2 M parameters it "
-                "gains nothing from int8; pick Automatic or ONNX fp32"
+                "gains nothing from int8; choose the automatic or ONNX fp32 runtime (auto, onnx)"
             )
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown demo runtime {runtime!r}; choose one of {RUNTIMES}")
