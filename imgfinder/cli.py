@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -273,9 +274,10 @@ app.add_typer(demo_app, name="demo")
 
 @demo_app.command("build")
 def demo_build(
-    folder: Annotated[Path, typer.Option(help="Where to generate the demo media.")] = Path(
-        "demo_data"
-    ),
+    folder: Annotated[
+        Path | None,
+        typer.Option(help="Where to generate the demo media [default: beside the collection]."),
+    ] = None,
     collection: CollectionOpt = "demo",
     images: Annotated[int, typer.Option(help="How many demo images to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 2024,
@@ -284,14 +286,15 @@ def demo_build(
     from imgfinder.collection import resolve_collection
     from imgfinder.demo_collection import build_demo
 
+    started = time.perf_counter()
     target = resolve_collection(collection)
-    errors.print(f"building the demo collection {target} from {folder} ...")
-    report = build_demo(folder, target, images=images, seed=seed)
-    summary = report.summary()
+    media = folder if folder is not None else target.parent / f"{target.name}_media"
+    errors.print(f"building the demo collection {target} from {media} ...")
+    summary = build_demo(media, target, images=images, seed=seed).summary()
     errors.print(
-        f"demo ready: {summary['indexed']} files indexed ({summary['frames']} video frames), "
-        f"{summary['unchanged']} unchanged, {summary['skipped']} skipped "
-        f"in {summary['seconds']} s"
+        f"demo ready in {time.perf_counter() - started:.1f} s: {summary['indexed']} files "
+        f"indexed ({summary['frames']} video frames), {summary['unchanged']} unchanged, "
+        f"{summary['skipped']} skipped"
     )
 
 

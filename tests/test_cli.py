@@ -136,3 +136,14 @@ def test_models_list_keeps_every_key_whole_in_80_columns(
     assert max(len(line) for line in out.splitlines()) <= 80
     for info in list_models(tmp_path):
         assert re.search(rf"\b{re.escape(info.key)}\b", out), info.key
+
+
+def test_demo_build_keeps_its_media_beside_the_collection(tmp_path: Path) -> None:
+    """Not in whatever folder the command happens to run from."""
+    target = tmp_path / "indexes" / "mini"
+    code, out, err = run("demo", "build", "--collection", str(target), "--images", "12")
+    assert code == 0, out + err
+    assert (target / "manifest.json").is_file()
+    media = tmp_path / "indexes" / "mini_media"
+    assert len([p for p in media.rglob("*") if p.is_file()]) >= 12
+    assert re.search(r"demo ready in [\d.]+ s: \d+ files indexed", err)
