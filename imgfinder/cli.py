@@ -211,6 +211,8 @@ def search(
 
     if (query is None) == (image is None):
         raise ConfigError("give either a text query or --image FILE")
+    if only not in (None, "image", "video"):
+        raise ConfigError(f"--only takes image or video, not {only!r}")
     search_model = _open_model(
         collection, model, indexer, param, model_dir=model_dir, runtime=runtime
     )

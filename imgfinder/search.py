@@ -17,7 +17,7 @@ from PIL import Image
 from imgfinder.atomic import atomic_write_text
 from imgfinder.collection import Collection, resolve_collection
 from imgfinder.embedders.base import Embedder
-from imgfinder.errors import ConfigError, ModelError
+from imgfinder.errors import ConfigError, MediaError, ModelError
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.registry import INDEXERS, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
@@ -229,7 +229,10 @@ class SearchModel:
         if isinstance(image, bytes):
             image = open_image(io.BytesIO(image), target_size=self.embedder.image_size)
         elif isinstance(image, (str, Path)):
-            image = open_image(Path(image), target_size=self.embedder.image_size)
+            try:
+                image = open_image(Path(image), target_size=self.embedder.image_size)
+            except MediaError as exc:
+                raise MediaError(f"{image}: {exc}") from exc
         return self.embedder.embed_images([image])[0]
 
     def similar(

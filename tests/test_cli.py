@@ -147,3 +147,16 @@ def test_demo_build_keeps_its_media_beside_the_collection(tmp_path: Path) -> Non
     media = tmp_path / "indexes" / "mini_media"
     assert len([p for p in media.rglob("*") if p.is_file()]) >= 12
     assert re.search(r"demo ready in [\d.]+ s: \d+ files indexed", err)
+
+
+def test_search_errors_name_the_file_and_the_option(photo_folder: Path, tmp_path: Path) -> None:
+    from imgfinder.errors import ConfigError, MediaError
+
+    collection = str(tmp_path / "c")
+    assert run("index", str(photo_folder), "-c", collection)[0] == 0
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a picture")
+    with pytest.raises(MediaError, match=re.escape(str(fake))):
+        run("search", "--image", str(fake), "-c", collection)
+    with pytest.raises(ConfigError, match="--only takes image or video"):
+        run("search", "red", "-c", collection, "--only", "photos")
