@@ -46,8 +46,10 @@ class Collection:
         manifest_path = self.dir / MANIFEST
         if not manifest_path.exists():
             if not create:
+                nearby = [path.name for path in list_collections(self.dir.parent)]
+                known = f" (collections beside it: {', '.join(nearby)})" if nearby else ""
                 raise CatalogError(
-                    f"no collection at {self.dir}; create it with: imgfinder index PATH "
+                    f"no collection at {self.dir}{known}; create it with: imgfinder index PATH "
                     f"--collection {self.dir}"
                 )
             self.dir.mkdir(parents=True, exist_ok=True)

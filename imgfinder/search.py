@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -220,6 +221,8 @@ class SearchModel:
         """The query vector of a text, after checking the collection speaks this model."""
         if not query or not query.strip():
             raise ConfigError("the query is empty")
+        if not any(unicodedata.category(char)[0] in "LNS" for char in query):
+            raise ConfigError("the query has no words: punctuation alone describes nothing")
         self.check_embedded()
         return self.embedder.embed_texts([query.strip()])[0]
 

@@ -160,3 +160,11 @@ def test_search_errors_name_the_file_and_the_option(photo_folder: Path, tmp_path
         run("search", "--image", str(fake), "-c", collection)
     with pytest.raises(ConfigError, match="--only takes image or video"):
         run("search", "red", "-c", collection, "--only", "photos")
+
+
+def test_a_missing_collection_names_the_ones_beside_it(photo_folder: Path, tmp_path: Path) -> None:
+    from imgfinder.errors import CatalogError
+
+    assert run("index", str(photo_folder), "-c", str(tmp_path / "indexes" / "demo"))[0] == 0
+    with pytest.raises(CatalogError, match=r"collections beside it: demo\)"):
+        run("search", "red", "-c", str(tmp_path / "indexes" / "default"))

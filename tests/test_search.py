@@ -178,6 +178,18 @@ def test_same_model_on_another_runtime_is_told_which_runtime(
     assert SearchModel(tmp_path / "c", "demo", runtime="auto").search_text("red")
 
 
+def test_a_query_needs_a_word_number_or_emoji(model: SearchModel, photo_folder: Path) -> None:
+    model.index([photo_folder])
+    for empty in ("", "   "):
+        with pytest.raises(ConfigError, match="empty"):
+            model.search_text(empty)
+    for no_words in ("!!!???", " ... ", "«—»"):
+        with pytest.raises(ConfigError, match="no words"):
+            model.search_text(no_words)
+    for query in ("red", "42", "🟥"):
+        model.search_text(query)  # a word, a number, an emoji: fine
+
+
 def test_several_roots(model: SearchModel, tmp_path: Path) -> None:
     make_image(tmp_path / "one" / "red_a.png", "red")
     make_image(tmp_path / "two" / "blue_a.png", "blue")
