@@ -373,15 +373,15 @@ def enlarge(service: AppService, collection: str, result: Result) -> None:
     hit = result.hit
     preview = service.preview(collection, hit.path)
     if preview is not None:
-        st.image(str(preview))
+        st.image(str(preview), width="stretch")  # a small picture too fills the dialog
     st.text(hit.path)
     st.caption(f"score {hit.score:.3f}")
     left, right = st.columns(2)
     left.download_button(
-        "Open original",
+        "Download original",
         data=lambda: service.read_original(collection, hit.path),
         file_name=Path(hit.path).name,
-        icon=":material/open_in_new:",
+        icon=":material/download:",
         key=f"original-{hit.item_id}",
         on_click="ignore",  # a rerun would close the dialog while the download starts
     )

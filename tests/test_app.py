@@ -246,7 +246,7 @@ def test_enlarge_shows_a_preview_and_opens_the_original(app: AppTest, library: P
     path = next(t.value for t in app.text if t.value.startswith(str(library)))
     assert Path(path).name.startswith("yellow_")
     download = app.get("download_button")
-    assert [d.label for d in download] == ["Open original"]
+    assert [d.label for d in download] == ["Download original"]
 
 
 def test_video_moments_play_in_place_with_a_strip(app: AppTest) -> None:

@@ -251,7 +251,7 @@ def walk_through(page, library: Path) -> None:
     original = library / "album" / first[0]
     expect(dialog.get_by_text(str(original))).to_be_visible()
     with page.expect_download() as download:
-        dialog.get_by_role("button", name="Open original").click()
+        dialog.get_by_role("button", name="Download original").click()
     assert Path(download.value.path()).read_bytes() == original.read_bytes()
     dialog.get_by_role("button", name="More like this").click()
     expect(dialog).to_be_hidden()
