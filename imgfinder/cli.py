@@ -432,10 +432,23 @@ def evaluate(
     console.print(Text(table))
 
 
+#: options of the whole program, also accepted after the subcommand
+GLOBAL_FLAGS = ("--debug", "--verbose", "-v")
+
+
+def global_flags_first(args: list[str]) -> list[str]:
+    """`imgfinder index PATH --debug` means `imgfinder --debug index PATH` (not "no such
+    option"); nothing after a `--` moves."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
+    rest = [arg for i, arg in enumerate(args) if i >= end or arg not in GLOBAL_FLAGS]
+    return flags + rest
+
+
 def main() -> None:
     """Entry point: one clear line on errors, tracebacks only with --debug."""
     try:
-        app()
+        app(args=global_flags_first(sys.argv[1:]))
     except (ImgFinderError, OSError) as exc:
         if _state["debug"]:
             raise

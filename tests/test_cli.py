@@ -111,13 +111,19 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert not (tmp_path / "new").exists(), "no empty collection for a path that is not there"
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(tmp_path: Path, where: str) -> None:
+    """Before or after the subcommand, as people type it."""
     import sys
 
     from imgfinder.errors import ImgFinderError
 
     argv = sys.argv
-    sys.argv = ["imgfinder", "--debug", "info", "-c", str(tmp_path / "missing")]
+    command = ["info", "-c", str(tmp_path / "missing")]
+    sys.argv = [
+        "imgfinder",
+        *(["--debug", *command] if where == "before" else [*command, "--debug"]),
+    ]
     try:
         with pytest.raises(ImgFinderError, match="missing"):
             cli.main()
@@ -168,3 +174,13 @@ def test_a_missing_collection_names_the_ones_beside_it(photo_folder: Path, tmp_p
     assert run("index", str(photo_folder), "-c", str(tmp_path / "indexes" / "demo"))[0] == 0
     with pytest.raises(CatalogError, match=r"collections beside it: demo\)"):
         run("search", "red", "-c", str(tmp_path / "indexes" / "default"))
+
+
+def test_global_flags_move_before_the_subcommand() -> None:
+    assert cli.global_flags_first(["index", "x", "-v", "--debug"]) == [
+        "-v",
+        "--debug",
+        "index",
+        "x",
+    ]
+    assert cli.global_flags_first(["search", "--", "-v"]) == ["search", "--", "-v"]
