@@ -38,6 +38,8 @@ class LabelledData:
 def load_labelled(root: Path, queries_csv: Path | None = None, prompt: str = "{}") -> LabelledData:
     """Read either layout; paths are kept absolute so they match the catalog."""
     root = root.absolute()
+    if not root.is_dir():
+        raise ConfigError(f"there is no folder at {root}")
     files = [f for f in scan([root], include_videos=False).files]
     if not files:
         raise ConfigError(f"no images under {root}")

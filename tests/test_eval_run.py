@@ -64,6 +64,11 @@ def test_unlabelled_folder_is_refused(tmp_path: Path) -> None:
     make_image(tmp_path / "flat" / "a.png")
     with pytest.raises(ConfigError, match="sub-folder per class"):
         load_labelled(tmp_path / "flat")
+    with pytest.raises(ConfigError, match="there is no folder at"):
+        load_labelled(tmp_path / "no-such-folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images under"):
+        load_labelled(tmp_path / "empty")
 
 
 def test_indexer_parameters_and_markdown_file(classes: Path, tmp_path: Path) -> None:
