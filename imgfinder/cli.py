@@ -242,8 +242,7 @@ def _format_hit(hit) -> str:
 @app.command()
 def info(
     collection: CollectionOpt = "default",
-    model: ModelOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
 ) -> None:
     """Show what a collection holds."""
     from imgfinder.collection import Collection, resolve_collection
@@ -263,11 +262,20 @@ def info(
         return
     table = Table(show_header=False)
     for key, value in details.items():
-        table.add_row(
-            key,
-            Text(json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value),
-        )
+        table.add_row(key, Text(_info_cell(value)))
     console.print(table)
+
+
+def _info_cell(value: Any) -> str:
+    """One `info` value for people: a line per root or per embedder (JSON has the rest)."""
+    if isinstance(value, dict):
+        return "\n".join(
+            f"{key} ({', '.join(f'{name} {detail}' for name, detail in entry.items())})"
+            for key, entry in value.items()
+        )
+    if isinstance(value, list):
+        return "\n".join(map(str, value))
+    return "" if value is None else str(value)
 
 
 demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)

@@ -184,3 +184,14 @@ def test_global_flags_move_before_the_subcommand() -> None:
         "x",
     ]
     assert cli.global_flags_first(["search", "--", "-v"]) == ["search", "--", "-v"]
+
+
+def test_info_for_people_lists_roots_and_embedders_one_a_line(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    collection = str(tmp_path / "c")
+    assert run("index", str(photo_folder), "-c", collection)[0] == 0
+    code, out, _ = run("info", "-c", collection)
+    assert code == 0
+    assert "roots" in out and "{" not in out and "[" not in out  # long paths wrap here
+    assert re.search(r"\(model \S+, dim \d+", out)
