@@ -44,7 +44,8 @@ QUERY_BOX = "Describe what you are looking for, in English or Russian"
 EXPECT_TIMEOUT = 20_000
 BIG = 100
 
-pytestmark = [
+#: marks of every real-browser test module
+BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -52,6 +53,7 @@ pytestmark = [
         reason=f"Debian's chromium is not installed at {CHROMIUM}; `make browser` installs it",
     ),
 ]
+pytestmark = BROWSER_MARKS
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 from test_app_demo import assert_top_images_are, labels
 from test_browser import (
-    CHROMIUM,
+    BROWSER_MARKS,
     QUERY_BOX,
     alert,
     browser_page,
@@ -35,14 +35,7 @@ from imgfinder.search import SearchModel
 #: the app's top-k slider starts here
 DEFAULT_K = 24
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"Debian's chromium is not installed at {CHROMIUM}; `make browser` installs it",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

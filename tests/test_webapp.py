@@ -234,19 +234,26 @@ def test_errors_become_one_sentence(service: AppService, selection: Selection) -
     assert "has no parameter bogus" in service.search(wrong, Query.for_text("red"), 4, 0).error
 
 
-def test_models_and_indexes_load_once(
-    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def count_index_builds(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> Counter:
+    """Indexes built from now on, by indexer name (each build taking `delay` seconds more)."""
     import imgfinder.search
 
-    built = Counter()
+    built: Counter = Counter()
     real = imgfinder.search.create_indexer
 
     def counting(name: str, dim: int, **params):
         built[name] += 1
+        time.sleep(delay)
         return real(name, dim, **params)
 
     monkeypatch.setattr(imgfinder.search, "create_indexer", counting)
+    return built
+
+
+def test_models_and_indexes_load_once(
+    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = count_index_builds(monkeypatch)
     before = LOADS["demo"]
     for k in (1, 5, 20):
         for threshold in (0.0, 0.3):
@@ -262,17 +269,8 @@ def test_concurrent_sessions_share_one_load(
     service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sessions are threads: eight searching at once load the model and build the index once."""
-    import imgfinder.search
-
-    built = Counter()
-    real = imgfinder.search.create_indexer
-
-    def slow_counting(name: str, dim: int, **params):
-        built[name] += 1
-        time.sleep(0.2)  # widen the window in which a second session could race the first
-        return real(name, dim, **params)
-
-    monkeypatch.setattr(imgfinder.search, "create_indexer", slow_counting)
+    # a slow build widens the window in which a second session could race the first
+    built = count_index_builds(monkeypatch, delay=0.2)
     fresh = Selection(selection.collection, "demo", indexer="faiss")
     before = LOADS["demo"]
     with ThreadPoolExecutor(8) as pool:
