@@ -11,14 +11,14 @@ __version__ = "0.1.0"
 __all__ = ["Collection", "Hit", "ImgFinderError", "SearchModel", "open_collection"]
 
 if TYPE_CHECKING:
-    from imgfinder.collection import Collection
     from imgfinder.errors import ImgFinderError
     from imgfinder.search import Hit, SearchModel
+    from imgfinder.store.collection import Collection
 
 _LAZY = {
     "SearchModel": "imgfinder.search",
     "Hit": "imgfinder.search",
-    "Collection": "imgfinder.collection",
+    "Collection": "imgfinder.store.collection",
     "ImgFinderError": "imgfinder.errors",
 }
 

@@ -245,7 +245,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
 ) -> None:
     """Show what a collection holds."""
-    from imgfinder.collection import Collection, resolve_collection
+    from imgfinder.store.collection import Collection, resolve_collection
 
     target = Collection(resolve_collection(collection), create=False)
     catalog = target.catalog
@@ -293,8 +293,8 @@ def demo_build(
     seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 2024,
 ) -> None:
     """Generate the demo folder (images and videos with known events) and index it."""
-    from imgfinder.collection import resolve_collection
     from imgfinder.demo_collection import build_demo
+    from imgfinder.store.collection import resolve_collection
 
     started = time.perf_counter()
     target = resolve_collection(collection)

@@ -25,6 +25,14 @@ class CatalogError(ImgFinderError):
     """The catalog on disk is missing, damaged or from another version."""
 
 
+class StorageError(CatalogError):
+    """A write failed (a full disk, a read-only folder); what was on disk before is intact."""
+
+
+class BusyError(CatalogError):
+    """Another process is indexing the same collection."""
+
+
 class MissingExtraError(ImgFinderError):
     """An optional dependency is not installed."""
 

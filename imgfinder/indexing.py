@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imgfinder.catalog import FileRow
-from imgfinder.collection import Collection
 from imgfinder.embedders.base import Embedder
-from imgfinder.errors import ImgFinderError
+from imgfinder.errors import ImgFinderError, StorageError
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import decode_ahead, open_image
 from imgfinder.media.scan import ScannedFile, Skipped, content_hash, scan
+from imgfinder.store.catalog import FileRow, NewFile
+from imgfinder.store.collection import Collection
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class Progress:
 
 @dataclass
 class IndexReport:
-    """What one run did; `added_items` / `removed_items` feed the indexer."""
+    """What one run did. Every scanned entry ends in exactly one count: `scanned` equals
+    indexed + unchanged + renamed + copies + skipped + left (left: not reached, when cancelled)."""
 
     scanned: int = 0
     indexed: int = 0
@@ -51,11 +52,10 @@ class IndexReport:
     copies: int = 0
     removed: int = 0
     frames: int = 0
+    left: int = 0
     cancelled: bool = False
     seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
-    added_items: list[int] = field(default_factory=list)
-    removed_items: list[int] = field(default_factory=list)
 
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(_reason_family(s.reason) for s in self.skipped).most_common())
@@ -70,6 +70,7 @@ class IndexReport:
             "removed": self.removed,
             "frames": self.frames,
             "skipped": len(self.skipped),
+            "left": self.left,
             "skipped_by_reason": self.skipped_by_reason(),
             "cancelled": self.cancelled,
             "seconds": round(self.seconds, 3),
@@ -90,7 +91,8 @@ class _Pending:
 
 
 class Indexer:
-    """One indexing run of `roots` into `collection` with `embedder`."""
+    """One indexing run of `roots` into `collection` with `embedder`; the caller holds the
+    collection's writer lock for the whole run."""
 
     def __init__(
         self,
@@ -115,6 +117,8 @@ class Indexer:
         self.video = video or VideoSampling()
         #: content ids of new paths linked to content already embedded (renames or copies)
         self._new_links: list[int] = []
+        #: content hash -> the first path found with it in this run
+        self._first_of: dict[str, str] = {}
         self.report = IndexReport()
         collection.register_embedder(
             model_name, self.key, embedder.dim, getattr(embedder, "runtime", None)
@@ -127,12 +131,11 @@ class Indexer:
         self.progress(Progress("scan", 0, 0))
         scanned = scan(root_paths)
         self.report.skipped.extend(scanned.skipped)
-        self.report.scanned = len(scanned.files)
+        self.report.scanned = len(scanned.files) + len(scanned.skipped)
         for skipped in scanned.skipped:
             log.info("skipped %s: %s", skipped.path, skipped.reason)
 
-        with self.catalog.transaction() as db:
-            root_ids = {str(r): self.catalog.root_id(db, str(r)) for r in root_paths}
+        root_ids = self.catalog.ensure_roots(str(r) for r in root_paths)
         known = {}
         for root in root_ids:
             known.update(self.catalog.files_under(root))
@@ -147,10 +150,8 @@ class Indexer:
                 break
             self.progress(Progress("video", number, len(videos), str(item.file.path)))
             self._embed_video(item, root_ids)
-        for copy in copies:
-            content_id = self.catalog.content_by_hash(copy.hash)
-            if content_id is not None and self.catalog.is_embedded(content_id, self.key):
-                self._link_file(copy.file, content_id, root_ids)
+        if not self.cancel.is_set():
+            self._link_copies(copies, root_ids)
         if self.cancel.is_set():
             self.report.cancelled = True
             self.report.copies = len(self._new_links)  # a rename is only sure once all is seen
@@ -158,8 +159,22 @@ class Indexer:
             seen = {str(f.path) for f in scanned.files}
             gone = self._remove_missing(known, seen, [s.path for s in scanned.skipped])
             self._count_renames(gone)
-        self.report.seconds = time.perf_counter() - started
-        return self.report
+        report = self.report
+        accounted = report.indexed + report.unchanged + len(self._new_links) + len(report.skipped)
+        report.left = report.scanned - accounted
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _link_copies(self, copies: list[_Pending], root_ids: dict[str, int]) -> None:
+        """Copies found in this run share their first copy's fate: linked once it is embedded,
+        skipped (and counted) with the reason when it could not be."""
+        for copy in copies:
+            content_id = self.catalog.embedded_content(copy.hash, self.key)
+            if content_id is not None:
+                self._link_file(copy.file, copy.hash, content_id, root_ids)
+            else:
+                first = self._first_of.get(copy.hash, "another file")
+                self._skip(copy.file.path, f"same content as {first}, which was skipped")
 
     def _unchanged_filter(
         self, files: Iterable[ScannedFile], known: dict[str, object]
@@ -188,7 +203,6 @@ class Indexer:
         """
         pending: list[_Pending] = []
         copies: list[_Pending] = []
-        claimed: set[str] = set()
         for done, (file, result) in enumerate(
             decode_ahead(files, lambda f: content_hash(f.path), workers=self.workers)
         ):
@@ -197,36 +211,24 @@ class Indexer:
             if isinstance(result, BaseException):
                 self._skip(file.path, f"unreadable: {result}")
                 continue
-            content_id = self.catalog.content_by_hash(result)
-            if content_id is not None and self.catalog.is_embedded(content_id, self.key):
-                self._link_file(file, content_id, root_ids)
+            content_id = self.catalog.embedded_content(result, self.key)
+            if content_id is not None:
+                self._link_file(file, result, content_id, root_ids)
                 continue
-            if result in claimed:
+            if result in self._first_of:
                 copies.append(_Pending(file, result))
                 continue
-            claimed.add(result)
+            self._first_of[result] = str(file.path)
             pending.append(_Pending(file, result))
         return pending, copies
 
-    def _link_file(self, file: ScannedFile, content_id: int, root_ids: dict[str, int]) -> None:
-        with self.catalog.transaction() as db:
-            previous = db.execute(
-                "SELECT content_id FROM files WHERE path=?", (str(file.path),)
-            ).fetchone()
-            self._upsert_file(db, file, content_id, root_ids)
-        if previous is None:
+    def _link_file(
+        self, file: ScannedFile, digest: str, content_id: int, root_ids: dict[str, int]
+    ) -> None:
+        if self.catalog.link_file(_new_file(file, digest, root_ids), content_id):
             self._new_links.append(content_id)
         else:
             self.report.unchanged += 1
-
-    @staticmethod
-    def _upsert_file(db, file: ScannedFile, content_id: int, root_ids: dict[str, int]) -> None:
-        db.execute(
-            "INSERT INTO files(path, root_id, content_id, size, mtime_ns) VALUES (?,?,?,?,?) "
-            "ON CONFLICT(path) DO UPDATE SET content_id=excluded.content_id, "
-            "size=excluded.size, mtime_ns=excluded.mtime_ns",
-            (str(file.path), root_ids[str(file.root)], content_id, file.size, file.mtime_ns),
-        )
 
     def _skip(self, path: Path | str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)
@@ -265,44 +267,9 @@ class Indexer:
     ) -> None:
         vectors = self.embedder.embed_prepared(np.stack([prepared for _, prepared in batch]))
         rows = self.store.append(vectors)
-        with self.catalog.transaction() as db:
-            for (item, _), row in zip(batch, rows, strict=True):
-                content_id = self._content_id(db, item.hash, "image")
-                existing = db.execute(
-                    "SELECT id FROM items WHERE content_id=? LIMIT 1", (content_id,)
-                ).fetchone()
-                if existing is None:
-                    item_id = db.execute(
-                        "INSERT INTO items(content_id, t) VALUES (?, NULL)", (content_id,)
-                    ).lastrowid
-                else:
-                    item_id = existing[0]
-                self._store_vector(db, item_id, content_id, int(row))
-                self._upsert_file(db, item.file, content_id, root_ids)
-                self.report.indexed += 1
-            self.catalog.bump_generation(db)
-
-    def _store_vector(self, db, item_id: int, content_id: int, row: int) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO vectors(item_id, embedder_key, row) VALUES (?,?,?)",
-            (item_id, self.key, row),
-        )
-        db.execute(
-            "INSERT OR IGNORE INTO embedded(content_id, embedder_key) VALUES (?, ?)",
-            (content_id, self.key),
-        )
-        self.report.added_items.append(int(item_id))
-
-    @staticmethod
-    def _content_id(db, content_hash: str, kind: str) -> int:
-        row = db.execute("SELECT id FROM contents WHERE hash=?", (content_hash,)).fetchone()
-        if row is not None:
-            return int(row[0])
-        return int(
-            db.execute(
-                "INSERT INTO contents(hash, kind) VALUES (?, ?)", (content_hash, kind)
-            ).lastrowid
-        )
+        files = [_new_file(item.file, item.hash, root_ids) for item, _ in batch]
+        self.catalog.add_images(files, rows.tolist(), self.key)
+        self.report.indexed += len(batch)
 
     def _embed_video(self, item: _Pending, root_ids: dict[str, int]) -> None:
         from imgfinder.media.frames import embed_video_frames
@@ -316,6 +283,8 @@ class Indexer:
                 thumbs_dir=self.collection.thumbs_dir() / item.hash,
                 cancel=self.cancel,
             )
+        except StorageError:
+            raise
         except ImgFinderError as exc:
             self._skip(item.file.path, str(exc))
             return
@@ -329,24 +298,13 @@ class Indexer:
             self._skip(item.file.path, "no frames: the video has no decodable frames")
             return
         rows = self.store.append(frames.vectors)
-        with self.catalog.transaction() as db:
-            content_id = self._content_id(db, item.hash, "video")
-            db.execute(
-                "UPDATE contents SET width=?, height=?, duration=? WHERE id=?",
-                (frames.width, frames.height, frames.duration, content_id),
-            )
-            old = [
-                r[0] for r in db.execute("SELECT id FROM items WHERE content_id=?", (content_id,))
-            ]
-            self.report.removed_items.extend(old)
-            db.execute("DELETE FROM items WHERE content_id=?", (content_id,))
-            for t, row in zip(frames.times, rows, strict=True):
-                item_id = db.execute(
-                    "INSERT INTO items(content_id, t) VALUES (?, ?)", (content_id, float(t))
-                ).lastrowid
-                self._store_vector(db, item_id, content_id, int(row))
-            self._upsert_file(db, item.file, content_id, root_ids)
-            self.catalog.bump_generation(db)
+        self.catalog.add_video(
+            _new_file(item.file, item.hash, root_ids),
+            (frames.width, frames.height, frames.duration),
+            frames.times,
+            rows.tolist(),
+            self.key,
+        )
         self.report.indexed += 1
         self.report.frames += len(frames.times)
 
@@ -372,30 +330,12 @@ class Indexer:
         """
         kept = tuple(skipped) + tuple(path.rstrip(os.sep) + os.sep for path in skipped)
         gone = [path for path in known if path not in seen and not path.startswith(kept)]
-        with self.catalog.transaction() as db:
-            for path in gone:
-                db.execute("DELETE FROM files WHERE path=?", (path,))
-            orphans = {
-                content_id: (content_hash, kind)
-                for content_id, content_hash, kind in db.execute(
-                    "SELECT c.id, c.hash, c.kind FROM contents c WHERE NOT EXISTS "
-                    "(SELECT 1 FROM files f WHERE f.content_id = c.id)"
-                )
-            }
-            for content_id in orphans:
-                items = [
-                    r[0]
-                    for r in db.execute("SELECT id FROM items WHERE content_id=?", (content_id,))
-                ]
-                self.report.removed_items.extend(items)
-                db.execute("DELETE FROM contents WHERE id=?", (content_id,))
-            if gone or orphans:
-                self.catalog.bump_generation(db)
-        for orphan_hash, kind in orphans.values():  # frame thumbnails of videos that are gone
+        orphans = self.catalog.remove_files(gone)
+        for orphan_hash, kind in orphans:  # frame thumbnails of videos that are gone
             if kind == "video":
                 shutil.rmtree(self.collection.thumbs_dir() / orphan_hash, ignore_errors=True)
         return [known[path] for path in gone]
 
 
-def _item_ids(db, content_id: int) -> list[int]:
-    return [int(r[0]) for r in db.execute("SELECT id FROM items WHERE content_id=?", (content_id,))]
+def _new_file(file: ScannedFile, digest: str, root_ids: dict[str, int]) -> NewFile:
+    return NewFile(str(file.path), root_ids[str(file.root)], file.size, file.mtime_ns, digest)

@@ -16,15 +16,15 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.atomic import atomic_write_text
-from imgfinder.collection import Collection, resolve_collection
 from imgfinder.embedders.base import Embedder
-from imgfinder.errors import ConfigError, MediaError, ModelError
+from imgfinder.errors import CatalogError, ConfigError, ImgFinderError, MediaError, ModelError
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.registry import INDEXERS, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
+from imgfinder.store.collection import Collection, resolve_collection
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ class SearchModel:
         self.indexer_params = dict(indexer_params or {})
         self.video = video or VideoSampling()
         self._index: Indexer | None = None
+        #: item id -> vector row of what `_index` holds, and the generation that is
+        self._rows: dict[int, int] = {}
+        self._generation = -1
         self._lock = threading.RLock()
 
     # -- indexing ---------------------------------------------------------------------------
@@ -108,79 +111,123 @@ class SearchModel:
         batch_size: int = 32,
         workers: int = 2,
         cancel: threading.Event | None = None,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
     ) -> IndexReport:
-        """Index new and changed files under `paths`; forget files that vanished."""
-        run = IndexRun(
-            self.collection,
-            self.embedder,
-            self.model_name,
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
-            cancel=cancel,
-            video=self.video,
-        )
-        report = run.run(paths)
-        with self._lock:
-            if self._index is not None:
-                self._index.remove(np.asarray(report.removed_items, dtype=np.int64))
-                self._add_items(self._index, report.added_items)
-                self._save_index(self._index)
+        """Index new and changed files under `paths`; forget files that vanished.
+
+        The collection's writer lock is held for the whole run: a second writer waits (calling
+        `on_wait` once) or, with `wait=False`, raises BusyError at once.
+        """
+        lock = self.collection.writer()
+        lock.acquire(wait=wait, on_wait=on_wait)
+        try:
+            run = IndexRun(
+                self.collection,
+                self.embedder,
+                self.model_name,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                cancel=cancel,
+                video=self.video,
+            )
+            report = run.run(paths)
+            with self._lock:
+                if self._refresh():
+                    self._save_index(self._index, self._generation)
+        finally:
+            lock.release()
         return report
 
     # -- the vector index -------------------------------------------------------------------
 
     def vector_index(self) -> Indexer:
-        """The indexer, loaded or rebuilt from stored vectors (never re-embedded) on first use."""
+        """The indexer for the newest committed generation: loaded or built from stored vectors
+        (never re-embedded) on first use, brought up to date when another process (or thread)
+        has committed since; the check is one small SQLite read."""
         with self._lock:
-            if self._index is None:
-                self._index = self._open_index()
+            stale = self._index is None or self.collection.catalog.generation() != self._generation
+            if stale and self._refresh():
+                self._save_if_writer_free()
+            assert self._index is not None
             return self._index
 
     def _index_dir(self) -> Path:
         return self.collection.index_dir(self.embedder.key, self.indexer_name, self.indexer_params)
 
-    def _open_index(self) -> Indexer:
+    def _refresh(self) -> bool:
+        """Catch up with the catalog: a saved index of exactly this generation is loaded, else
+        the difference from what is held is applied (or everything is built, the first time).
+        True when the index changed and is worth saving."""
+        snapshot = self.collection.catalog.snapshot(self.embedder.key)
+        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+        if snapshot.rows and max(snapshot.rows.values()) >= len(store):
+            raise CatalogError(
+                f"the vector file {store.path} holds {len(store)} rows but the catalog refers "
+                f"to row {max(snapshot.rows.values())}: it is damaged; run imgfinder repair"
+            )
+        if self._index is None:
+            self._index = self._load_saved(snapshot.generation)
+            if self._index is not None:
+                self._rows, self._generation = snapshot.rows, snapshot.generation
+                return False
+            self._index = create_indexer(
+                self.indexer_name, self.embedder.dim, **self.indexer_params
+            )
+            self._rows = {}
+        old = self._rows
+        new = snapshot.rows
+        gone = [item for item, row in old.items() if new.get(item) != row]
+        added = [item for item, row in new.items() if old.get(item) != row]
+        if gone:
+            self._index.remove(np.asarray(gone, dtype=np.int64))
+        if added:
+            vectors = store.read(np.fromiter((new[i] for i in added), np.int64, len(added)))
+            self._index.add(np.asarray(added, dtype=np.int64), vectors)
+        self._rows, self._generation = new, snapshot.generation
+        return bool(gone or added or not old)
+
+    def _load_saved(self, generation: int) -> Indexer | None:
+        """The saved index, if it was built from exactly `generation` with this embedder."""
         directory = self._index_dir()
-        stamp = self._stamp()
         try:
             saved = json.loads((directory / STAMP).read_text())
-            if saved == stamp:
+            if saved == self._stamp(generation):
                 return Indexer.load(directory)
         except (OSError, ValueError, KeyError):
             pass
         except Exception as exc:  # a damaged saved index is rebuilt, never fatal
             log.warning("rebuilding index %s: %s", directory, exc)
-        index = create_indexer(self.indexer_name, self.embedder.dim, **self.indexer_params)
-        rows = self.collection.catalog.vector_rows(self.embedder.key)
-        if rows:
-            item_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-            vectors = store.read(np.fromiter((r[1] for r in rows), dtype=np.int64))
-            index.add(item_ids, vectors)
-        self._save_index(index)
-        return index
+        return None
 
-    def _add_items(self, index: Indexer, item_ids: Sequence[int]) -> None:
-        if not item_ids:
+    def _stamp(self, generation: int) -> dict[str, Any]:
+        return {"generation": generation, "embedder_key": self.embedder.key}
+
+    def _save_if_writer_free(self) -> None:
+        """Save for the next process, but only while no writer can commit meanwhile and only if
+        the catalog is still at the generation the index holds; otherwise keep it in memory."""
+        lock = self.collection.writer()
+        if not lock.try_acquire():
             return
-        wanted = set(int(i) for i in item_ids)
-        rows = [r for r in self.collection.catalog.vector_rows(self.embedder.key) if r[0] in wanted]
-        if rows:
-            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-            vectors = store.read(np.asarray([r[1] for r in rows], dtype=np.int64))
-            index.add(np.asarray([r[0] for r in rows], dtype=np.int64), vectors)
+        try:
+            if self.collection.catalog.generation() == self._generation:
+                self._save_index(self._index, self._generation)
+        finally:
+            lock.release()
 
-    def _stamp(self) -> dict[str, Any]:
-        return {
-            "generation": self.collection.catalog.generation(),
-            "embedder_key": self.embedder.key,
-        }
-
-    def _save_index(self, index: Indexer) -> None:
+    def _save_index(self, index: Indexer | None, generation: int) -> None:
+        """Write the index with the stamp of its generation; the old stamp goes first, so a
+        save cut short leaves no stamp and is rebuilt. A full disk keeps it in memory only."""
+        if index is None:
+            return
         directory = self._index_dir()
-        index.save(directory)
-        atomic_write_text(directory / STAMP, json.dumps(self._stamp()))
+        try:
+            (directory / STAMP).unlink(missing_ok=True)
+            index.save(directory)
+            atomic_write_text(directory / STAMP, json.dumps(self._stamp(generation)))
+        except (OSError, ImgFinderError) as exc:
+            log.warning("kept the index in memory only; cannot save it to %s: %s", directory, exc)
 
     # -- search -----------------------------------------------------------------------------
 
@@ -243,11 +290,13 @@ class SearchModel:
     ) -> list[Hit]:
         """More like a stored item (an image or a video frame), excluding the item itself."""
         self.check_embedded()
-        rows = dict(self.collection.catalog.vector_rows(self.embedder.key))
-        if int(item_id) not in rows:
+        with self._lock:
+            self.vector_index()
+            row = self._rows.get(int(item_id))
+        if row is None:
             raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        vector = store.read(np.asarray([rows[int(item_id)]]))[0]
+        vector = store.read(np.asarray([row]))[0]
         hits = self.search_vector(vector, k + 1, threshold, kind)
         return [h for h in hits if h.item_id != int(item_id)][:k]
 
@@ -262,6 +311,10 @@ class SearchModel:
         and only images or only videos when `kind` is "image" or "video"."""
         if k < 1:
             raise ConfigError("k must be at least 1")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails this too
+            raise ConfigError(
+                f"the threshold is a cosine similarity between -1 and 1, not {threshold}"
+            )
         if kind not in (None, *KINDS):
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         query = np.asarray(vector, dtype=np.float32)[None, :]

@@ -188,7 +188,7 @@ def test_unreadable_folder_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert reasons(result) == {"locked": "permission denied"}
 
 
-def test_non_utf8_names_are_skipped_and_printable(tmp_path: Path) -> None:
+def test_non_utf8_names_are_found_with_their_exact_bytes(tmp_path: Path) -> None:
     base = os.fsencode(tmp_path)
     try:
         fd = os.open(base + b"/bad\xff.jpg", os.O_CREAT | os.O_WRONLY, 0o644)
@@ -203,12 +203,9 @@ def test_non_utf8_names_are_skipped_and_printable(tmp_path: Path) -> None:
     write(tmp_path / "good.jpg")
 
     result = scan(tmp_path)
-    assert names(result) == ["good.jpg"]
-    assert len(result.skipped) == 2
-    for skipped in result.skipped:
-        assert "UTF-8" in skipped.reason
-        skipped.path.encode("utf-8")  # printable and storable, no lone surrogates
-    assert sorted(os.path.basename(s.path) for s in result.skipped) == ["bad\\xff.jpg", "dir\\xfe"]
+    assert not result.skipped
+    found = sorted(os.fsencode(f.path)[len(base) :] for f in result.files)
+    assert found == [b"/bad\xff.jpg", b"/dir\xfe/inside.jpg", b"/good.jpg"]
 
 
 def test_empty_missing_and_file_roots(tmp_path: Path) -> None:

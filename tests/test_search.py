@@ -42,7 +42,10 @@ def test_threshold_and_k(model: SearchModel, photo_folder: Path) -> None:
     high = model.search_text("green", k=50, threshold=0.5)
     assert high and all(h.score >= 0.5 for h in high)
     assert {color_of(h.path) for h in high} == {"green"}
-    assert model.search_text("green", k=50, threshold=1.01) == []
+    assert model.search_text("green", k=50, threshold=0.999) == []
+    for nonsense in (1.01, 5.0, -1.5, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="between -1 and 1"):
+            model.search_text("green", threshold=nonsense)
     with pytest.raises(ConfigError):
         model.search_text("green", k=0)
     with pytest.raises(ConfigError):

@@ -147,9 +147,6 @@ class _Walker:
 
     def walk_root(self, root: Path) -> None:
         text = str(root)
-        if not _is_utf8(text):
-            self.skip(text, "file name is not valid UTF-8")
-            return
         try:
             info = os.stat(text)
         except FileNotFoundError:
@@ -212,9 +209,6 @@ class _Walker:
             self.skip(entry.path, _os_reason(exc))
             return False
         if is_dir:
-            if not _is_utf8(name):
-                self.skip(entry.path, "file name is not valid UTF-8")
-                return False
             return True
         if not is_file:
             if entry.is_symlink() and not os.path.exists(entry.path):
@@ -222,9 +216,6 @@ class _Walker:
             return False
         kind = media_kind(name, include_videos=self.include_videos)
         if kind is None:
-            return False
-        if not _is_utf8(name):
-            self.skip(entry.path, "file name is not valid UTF-8")
             return False
         try:
             info = entry.stat()
@@ -247,16 +238,6 @@ class _Walker:
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
-
-
-def _is_utf8(text: str) -> bool:
-    # os.fsdecode maps undecodable bytes to lone surrogates, which strict UTF-8 refuses; such
-    # names cannot be stored in the catalog or shown, so they are reported instead.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _display(path: str) -> str:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from imgfinder.collection import Collection, default_indexes_dir, list_collections
 from imgfinder.embedders.base import Embedder
 from imgfinder.embedders.onnx import parity_summary
 from imgfinder.embedders.registry import (
@@ -40,6 +39,7 @@ from imgfinder.indexing import Progress
 from imgfinder.media.images import decode_ahead
 from imgfinder.media.scan import Skipped
 from imgfinder.search import Hit, SearchModel
+from imgfinder.store.collection import Collection, default_indexes_dir, list_collections
 from imgfinder.webapp.safe_paths import is_under, safe_path
 from imgfinder.webapp.thumbnails import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.webapp.uploads import CheckedUpload, check_upload

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from imgfinder.atomic import atomic_write_text
-from imgfinder.catalog import Catalog
-from imgfinder.errors import CatalogError
-from imgfinder.vectorstore import VectorStore, vector_file_name
+from imgfinder.errors import CatalogError, StorageError
+from imgfinder.store.catalog import Catalog
+from imgfinder.store.lock import WriterLock
+from imgfinder.store.vectors import VectorStore, vector_file_name
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+CATALOG = "catalog.sqlite"
 
 
 def default_indexes_dir() -> Path:
@@ -31,6 +33,28 @@ def resolve_collection(name_or_path: str | Path) -> Path:
     return default_indexes_dir() / text
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, refused with one sentence when it is unreadable, malformed or newer."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"cannot read {path}: {exc}") from exc
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CatalogError(
+            f"{path} is not an imgfinder manifest (its format_version is {version!r}); the "
+            f"collection is damaged: run imgfinder check"
+        )
+    if version > FORMAT_VERSION:
+        raise CatalogError(
+            f"{path.parent} was written by a newer imgfinder (format {version}); upgrade "
+            f"imgfinder to open it"
+        )
+    if not isinstance(manifest.get("embedders", {}), dict):
+        raise CatalogError(f"{path} lists its embedders wrongly; run imgfinder check")
+    return manifest
+
+
 def list_collections(indexes_dir: Path | None = None) -> list[Path]:
     base = indexes_dir or default_indexes_dir()
     if not base.is_dir():
@@ -44,6 +68,10 @@ class Collection:
     def __init__(self, directory: str | Path, *, create: bool = True) -> None:
         self.dir = Path(directory)
         manifest_path = self.dir / MANIFEST
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CatalogError(
+                f"{self.dir} is a file, not a collection folder; name another collection"
+            )
         if not manifest_path.exists():
             if not create:
                 nearby = [path.name for path in list_collections(self.dir.parent)]
@@ -52,25 +80,22 @@ class Collection:
                     f"no collection at {self.dir}{known}; create it with: imgfinder index PATH "
                     f"--collection {self.dir}"
                 )
-            self.dir.mkdir(parents=True, exist_ok=True)
             self.manifest: dict[str, Any] = {
                 "format_version": FORMAT_VERSION,
                 "created": time.time(),
                 "model": None,
                 "embedders": {},
             }
+            self.catalog = Catalog(self.dir / CATALOG)
             self.save_manifest()
         else:
-            try:
-                self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise CatalogError(f"cannot read {manifest_path}: {exc}") from exc
-            if int(self.manifest.get("format_version", 0)) > FORMAT_VERSION:
-                raise CatalogError(
-                    f"{self.dir} was written by a newer imgfinder (format "
-                    f"{self.manifest['format_version']}); upgrade imgfinder"
-                )
-        self.catalog = Catalog(self.dir / "catalog.sqlite")
+            self.manifest = read_manifest(manifest_path)
+            self.catalog = Catalog(self.dir / CATALOG, create=False)
+
+    def writer(self) -> WriterLock:
+        """A new handle on the collection's writer lock (each handle locks on its own, so two
+        threads of one process exclude each other too)."""
+        return WriterLock(self.dir)
 
     @property
     def name(self) -> str:
@@ -78,7 +103,10 @@ class Collection:
 
     def save_manifest(self) -> None:
         self.manifest["updated"] = time.time()
-        atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=2))
+        try:
+            atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=2))
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.dir / MANIFEST}: {exc}") from exc
 
     def register_embedder(
         self, model: str, embedder_key: str, dim: int, runtime: str | None = None
@@ -112,6 +140,25 @@ class Collection:
 
     def vectors(self, embedder_key: str, dim: int) -> VectorStore:
         return VectorStore(self.dir / "vectors" / vector_file_name(embedder_key), dim)
+
+    def vector_problems(self) -> list[str]:
+        """Each embedder's vector file checked against the rows its catalog refers to."""
+        problems = []
+        for key in self.catalog.embedder_keys():
+            entry = self.manifest.get("embedders", {}).get(key)
+            if not entry:
+                problems.append(f"the manifest does not list the embedder {key}")
+                continue
+            store = self.vectors(key, int(entry["dim"]))
+            highest = self.catalog.max_row(key)
+            if highest >= 0 and not store.exists():
+                problems.append(f"the vector file {store.path} of {entry['model']} is missing")
+            elif highest >= len(store):
+                problems.append(
+                    f"the vector file {store.path} holds {len(store)} rows but the catalog "
+                    f"refers to row {highest}"
+                )
+        return problems
 
     def index_dir(self, embedder_key: str, indexer: str, params: dict[str, Any]) -> Path:
         spec = json.dumps({"key": embedder_key, "params": params}, sort_keys=True)

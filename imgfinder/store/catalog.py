@@ -1,0 +1,515 @@
+"""SQLite catalog of files, their contents, searchable items (images, video frames) and vector rows.
+
+Files are keyed by path but point at a content row keyed by hash, so a renamed, moved or copied
+file reuses its content's vectors instead of being embedded again. Every SQL statement of
+imgfinder lives in this module; the schema grows by numbered migrations, applied atomically.
+
+Paths are stored losslessly: a name that is valid UTF-8 is TEXT, any other (old archives,
+Windows-1251 disks) is a BLOB of its exact bytes, and both read back as the `str` that
+`os.fsdecode` gives, so such files are indexed, shown and served like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgfinder.errors import CatalogError, StorageError
+
+#: schema step by step; a catalog at version N runs every step after N in one transaction
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS roots (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE)",
+        "CREATE TABLE IF NOT EXISTS contents (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+        "kind TEXT NOT NULL CHECK (kind IN ('image', 'video')), width INTEGER, height INTEGER, "
+        "duration REAL)",
+        "CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
+        "root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE, "
+        "content_id INTEGER NOT NULL REFERENCES contents(id), size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS files_content ON files(content_id)",
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, "
+        "content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE, t REAL)",
+        "CREATE INDEX IF NOT EXISTS items_content ON items(content_id, t)",
+        "CREATE TABLE IF NOT EXISTS vectors (item_id INTEGER NOT NULL REFERENCES items(id) "
+        "ON DELETE CASCADE, embedder_key TEXT NOT NULL, row INTEGER NOT NULL, "
+        "PRIMARY KEY (item_id, embedder_key))",
+        "CREATE TABLE IF NOT EXISTS embedded (content_id INTEGER NOT NULL REFERENCES "
+        "contents(id) ON DELETE CASCADE, embedder_key TEXT NOT NULL, "
+        "PRIMARY KEY (content_id, embedder_key))",
+    ),
+    # 2: the integrity check on open asks for the highest row of an embedder key
+    ("CREATE INDEX IF NOT EXISTS vectors_row ON vectors(embedder_key, row)",),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def to_db(path: str | os.PathLike[str]) -> str | bytes:
+    """A path as stored: TEXT when it is valid UTF-8, else a BLOB of its exact bytes."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    path: str
+    content_id: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a served file must still be: the indexed size, mtime and content hash."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """A searchable thing: an image, or one frame of a video at time `t`."""
+
+    id: int
+    content_id: int
+    kind: str
+    t: float | None
+    path: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live vector rows of one embedder key and the generation they belong to, read in one
+    transaction, so an index built from them can be stamped with that generation and no other."""
+
+    generation: int
+    rows: dict[int, int]
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file to record: its scanned path, root and stat, and its content hash."""
+
+    path: str
+    root_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError | CatalogError:
+    text = str(exc)
+    if "full" in text or "disk I/O" in text or "readonly" in text:
+        return StorageError(f"cannot write the catalog {path}: {text}; nothing was lost")
+    return CatalogError(f"the catalog {path} cannot be used: {text}")
+
+
+class Catalog:
+    """Thread-safe wrapper around one SQLite database (WAL, busy timeout, foreign keys).
+
+    `create=False` refuses a missing file: a deleted catalog must never read as an empty
+    collection.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise CatalogError(
+                f"the catalog {self.path} is missing, so this collection's vectors cannot be "
+                f"matched to files; index its folders again into a new collection"
+            )
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the catalog {self.path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _storage_error(self.path, exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        version = self._schema_version()
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as db:
+            version = self._schema_version()  # another process may have migrated meanwhile
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    db.execute(statement)
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def _schema_version(self) -> int:
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            return 0
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            version = -1
+        if version < 0:
+            raise CatalogError(
+                f"the catalog {self.path} has a malformed schema version {row[0]!r}; it is "
+                f"damaged or was not written by imgfinder: run imgfinder check"
+            )
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"the catalog {self.path} has schema {version}, newer than this imgfinder "
+                f"understands ({SCHEMA_VERSION}); upgrade imgfinder to open it"
+            )
+        return version
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work; rolled back on any exception (a full disk included)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, exc) from exc
+            try:
+                yield self._db
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise _storage_error(self.path, exc) from exc
+            except BaseException:
+                self._db.rollback()
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent view over several statements (WAL readers never wait for a writer)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.rollback()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, exc) from exc
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else default
+
+    def generation(self) -> int:
+        """Bumped on every change to the searchable set; saved indexes compare against it."""
+        return int(self.get_meta("generation", "0") or 0)
+
+    @staticmethod
+    def _bump_generation(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    # -- roots and files --------------------------------------------------------------------
+
+    def ensure_roots(self, paths: Iterable[str]) -> dict[str, int]:
+        """Root path -> id, adding the roots not known yet."""
+        with self.transaction() as db:
+            ids = {}
+            for path in paths:
+                db.execute("INSERT OR IGNORE INTO roots(path) VALUES (?)", (to_db(path),))
+                found = db.execute("SELECT id FROM roots WHERE path=?", (to_db(path),)).fetchone()
+                ids[path] = int(found[0])
+            return ids
+
+    def roots(self) -> list[str]:
+        return [from_db(row[0]) for row in self._query("SELECT path FROM roots ORDER BY path")]
+
+    def files_under(self, root: str) -> dict[str, FileRow]:
+        rows = self._query(
+            "SELECT f.id, f.path, f.content_id, f.size, f.mtime_ns FROM files f "
+            "JOIN roots r ON r.id = f.root_id WHERE r.path = ?",
+            (to_db(root),),
+        )
+        return {from_db(row[1]): FileRow(row[0], from_db(row[1]), *row[2:]) for row in rows}
+
+    def file_record(self, path: str) -> FileRecord | None:
+        """The indexed size, mtime and hash of a file path, if the path is in the catalog."""
+        rows = self._query(
+            "SELECT f.size, f.mtime_ns, c.hash FROM files f JOIN contents c "
+            "ON c.id = f.content_id WHERE f.path = ?",
+            (to_db(path),),
+        )
+        return FileRecord(path, *rows[0]) if rows else None
+
+    def content_by_hash(self, content_hash: str) -> int | None:
+        rows = self._query("SELECT id FROM contents WHERE hash=?", (content_hash,))
+        return int(rows[0][0]) if rows else None
+
+    def embedded_content(self, content_hash: str, embedder_key: str) -> int | None:
+        """The content id of a hash already embedded under `embedder_key`, else None."""
+        rows = self._query(
+            "SELECT c.id FROM contents c JOIN embedded e ON e.content_id = c.id "
+            "WHERE c.hash = ? AND e.embedder_key = ?",
+            (content_hash, embedder_key),
+        )
+        return int(rows[0][0]) if rows else None
+
+    def is_embedded(self, content_id: int, embedder_key: str) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM embedded WHERE content_id=? AND embedder_key=?",
+            (content_id, embedder_key),
+        )
+        return bool(rows)
+
+    def counts(self) -> dict[str, int]:
+        with self._read() as db:
+            return {
+                "files": db.execute("SELECT COUNT(*) FROM files").fetchone()[0],
+                "images": db.execute("SELECT COUNT(*) FROM contents WHERE kind='image'").fetchone()[
+                    0
+                ],
+                "videos": db.execute("SELECT COUNT(*) FROM contents WHERE kind='video'").fetchone()[
+                    0
+                ],
+                "items": db.execute("SELECT COUNT(*) FROM items").fetchone()[0],
+            }
+
+    # -- writing (always under the collection's writer lock) -------------------------------
+
+    def link_file(self, file: NewFile, content_id: int) -> bool:
+        """Point a path at content already embedded; True when the path is new to the catalog."""
+        with self.transaction() as db:
+            previous = db.execute("SELECT 1 FROM files WHERE path=?", (to_db(file.path),))
+            is_new = previous.fetchone() is None
+            self._upsert_file(db, file, content_id)
+            self._bump_generation(db)
+        return is_new
+
+    def add_images(self, files: Sequence[NewFile], rows: Sequence[int], embedder_key: str) -> None:
+        """Record embedded images (vector `rows[i]` for `files[i]`) in one transaction."""
+        with self.transaction() as db:
+            for file, row in zip(files, rows, strict=True):
+                content_id = self._content_id(db, file.content_hash, "image")
+                existing = db.execute(
+                    "SELECT id FROM items WHERE content_id=? LIMIT 1", (content_id,)
+                ).fetchone()
+                if existing is None:
+                    item_id = db.execute(
+                        "INSERT INTO items(content_id, t) VALUES (?, NULL)", (content_id,)
+                    ).lastrowid
+                else:
+                    item_id = existing[0]
+                self._store_vector(db, int(item_id), content_id, int(row), embedder_key)
+                self._upsert_file(db, file, content_id)
+            self._bump_generation(db)
+
+    def add_video(
+        self,
+        file: NewFile,
+        size: tuple[int | None, int | None, float | None],
+        times: Sequence[float],
+        rows: Sequence[int],
+        embedder_key: str,
+    ) -> None:
+        """Record a video's sampled frames (replacing any older frames of that content)."""
+        width, height, duration = size
+        with self.transaction() as db:
+            content_id = self._content_id(db, file.content_hash, "video")
+            db.execute(
+                "UPDATE contents SET width=?, height=?, duration=? WHERE id=?",
+                (width, height, duration, content_id),
+            )
+            db.execute("DELETE FROM items WHERE content_id=?", (content_id,))
+            for t, row in zip(times, rows, strict=True):
+                item_id = db.execute(
+                    "INSERT INTO items(content_id, t) VALUES (?, ?)", (content_id, float(t))
+                ).lastrowid
+                self._store_vector(db, int(item_id), content_id, int(row), embedder_key)
+            self._upsert_file(db, file, content_id)
+            self._bump_generation(db)
+
+    def remove_files(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """Forget paths; drop contents no path points at any more. Returns the (hash, kind) of
+        each dropped content, so its frame thumbnails can go too."""
+        with self.transaction() as db:
+            for path in paths:
+                db.execute("DELETE FROM files WHERE path=?", (to_db(path),))
+            orphans = db.execute(
+                "SELECT c.id, c.hash, c.kind FROM contents c WHERE NOT EXISTS "
+                "(SELECT 1 FROM files f WHERE f.content_id = c.id)"
+            ).fetchall()
+            for content_id, _, _ in orphans:
+                db.execute("DELETE FROM contents WHERE id=?", (content_id,))
+            if paths or orphans:
+                self._bump_generation(db)
+        return [(content_hash, kind) for _, content_hash, kind in orphans]
+
+    def forget_vectors(self, embedder_key: str, item_ids: Sequence[int]) -> int:
+        """Drop damaged vectors and mark their contents as not embedded, so the next run
+        embeds exactly those again. Returns how many contents will be re-embedded."""
+        with self.transaction() as db:
+            contents: set[int] = set()
+            for item_id in item_ids:
+                found = db.execute("SELECT content_id FROM items WHERE id=?", (int(item_id),))
+                row = found.fetchone()
+                if row is not None:
+                    contents.add(int(row[0]))
+            for content_id in contents:
+                db.execute(
+                    "DELETE FROM vectors WHERE embedder_key=? AND item_id IN "
+                    "(SELECT id FROM items WHERE content_id=?)",
+                    (embedder_key, content_id),
+                )
+                db.execute(
+                    "DELETE FROM embedded WHERE content_id=? AND embedder_key=?",
+                    (content_id, embedder_key),
+                )
+            if contents:
+                self._bump_generation(db)
+        return len(contents)
+
+    @staticmethod
+    def _upsert_file(db: sqlite3.Connection, file: NewFile, content_id: int) -> None:
+        db.execute(
+            "INSERT INTO files(path, root_id, content_id, size, mtime_ns) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(path) DO UPDATE SET content_id=excluded.content_id, "
+            "size=excluded.size, mtime_ns=excluded.mtime_ns",
+            (to_db(file.path), file.root_id, content_id, file.size, file.mtime_ns),
+        )
+
+    @staticmethod
+    def _store_vector(
+        db: sqlite3.Connection, item_id: int, content_id: int, row: int, embedder_key: str
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO vectors(item_id, embedder_key, row) VALUES (?,?,?)",
+            (item_id, embedder_key, row),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO embedded(content_id, embedder_key) VALUES (?, ?)",
+            (content_id, embedder_key),
+        )
+
+    @staticmethod
+    def _content_id(db: sqlite3.Connection, content_hash: str, kind: str) -> int:
+        row = db.execute("SELECT id FROM contents WHERE hash=?", (content_hash,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        return int(
+            db.execute(
+                "INSERT INTO contents(hash, kind) VALUES (?, ?)", (content_hash, kind)
+            ).lastrowid
+        )
+
+    # -- items and vectors ------------------------------------------------------------------
+
+    def snapshot(self, embedder_key: str) -> Snapshot:
+        """The live rows of `embedder_key` with the generation they belong to."""
+        with self._read() as db:
+            generation = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+            rows = db.execute(
+                "SELECT v.item_id, v.row FROM vectors v JOIN items i ON i.id = v.item_id "
+                "WHERE v.embedder_key = ? ORDER BY v.item_id",
+                (embedder_key,),
+            ).fetchall()
+        return Snapshot(int(generation[0]) if generation else 0, dict(rows))
+
+    def vector_rows(self, embedder_key: str) -> list[tuple[int, int]]:
+        """(item_id, row) of every live item embedded under `embedder_key`."""
+        return list(self.snapshot(embedder_key).rows.items())
+
+    def max_row(self, embedder_key: str) -> int:
+        """The highest vector row the catalog refers to under `embedder_key`; -1 if none."""
+        rows = self._query("SELECT MAX(row) FROM vectors WHERE embedder_key=?", (embedder_key,))
+        return -1 if rows[0][0] is None else int(rows[0][0])
+
+    def embedder_keys(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT embedder_key FROM embedded")]
+
+    def items(self, item_ids: Iterable[int]) -> dict[int, ItemRow]:
+        """Items with one live path each (the first by name when a content has copies)."""
+        ids = [int(i) for i in item_ids]
+        result: dict[int, ItemRow] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT i.id, i.content_id, c.kind, i.t, "
+                f"(SELECT MIN(f.path) FROM files f WHERE f.content_id = i.content_id), c.hash "
+                f"FROM items i JOIN contents c ON c.id = i.content_id WHERE i.id IN ({marks})",
+                chunk,
+            )
+            for item_id, content_id, kind, t, path, content_hash in rows:
+                path = None if path is None else from_db(path)
+                result[int(item_id)] = ItemRow(
+                    int(item_id), int(content_id), kind, t, path, content_hash
+                )
+        return result
+
+    def item_ids_for_path(self, path: str) -> list[int]:
+        rows = self._query(
+            "SELECT i.id FROM items i JOIN files f ON f.content_id = i.content_id "
+            "WHERE f.path = ? ORDER BY i.t",
+            (to_db(path),),
+        )
+        return [int(r[0]) for r in rows]
+
+    def all_paths(self) -> list[str]:
+        return [from_db(r[0]) for r in self._query("SELECT path FROM files ORDER BY path")]
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own integrity and foreign-key checks, as sentences (empty when sound)."""
+        problems = [
+            f"SQLite integrity: {row[0]}"
+            for row in self._query("PRAGMA integrity_check")
+            if row[0] != "ok"
+        ]
+        broken = self._query("PRAGMA foreign_key_check")
+        if broken:
+            problems.append(f"{len(broken)} rows point at rows that do not exist")
+        return problems
