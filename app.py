@@ -313,7 +313,7 @@ def video_card(service: AppService, collection: str, result: Result, thumb: Path
         )
     else:
         try:
-            st.video(str(service.original(collection, hit.path)), start_time=start)
+            st.video(service.read_original(collection, hit.path), start_time=start)
         except ImgFinderError as exc:
             st.error(text(str(exc)))
     st.text(result.name)

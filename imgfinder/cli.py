@@ -132,6 +132,10 @@ def index(
         float, typer.Option(help="Seconds per video, plus one per second of footage.")
     ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Stop at once if another run is indexing this collection."),
+    ] = False,
 ) -> None:
     """Index (or re-index incrementally) folders of images and videos."""
     from imgfinder.errors import ConfigError
@@ -167,17 +171,27 @@ def index(
                 tasks[event.phase] = bar.add_task(labels.get(event.phase, event.phase), total=None)
             bar.update(tasks[event.phase], completed=event.done, total=event.total or None)
 
+        def on_wait() -> None:
+            errors.print(
+                f"waiting for another run to finish indexing {search_model.collection.dir} ..."
+            )
+
         report = search_model.index(
-            paths, progress=on_progress, batch_size=batch_size, workers=workers
+            paths,
+            progress=on_progress,
+            batch_size=batch_size,
+            workers=workers,
+            wait=not no_wait,
+            on_wait=on_wait,
         )
-    search_model.vector_index()
     summary = report.summary()
     if as_json:
         summary["skipped_files"] = [{"path": s.path, "reason": s.reason} for s in report.skipped]
         console.print_json(json.dumps(summary))
         return
     table = Table(title=f"collection {search_model.collection.dir}", show_header=False)
-    rows = ("indexed", "unchanged", "renamed", "copies", "removed", "frames", "skipped", "seconds")
+    rows = ("scanned", "indexed", "unchanged", "renamed", "copies", "skipped", "left", "removed")
+    rows += ("frames", "seconds")
     for key in rows:
         table.add_row(key, str(summary[key]))
     for reason, count in report.skipped_by_reason().items():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,11 @@ from conftest import PALETTE, ColorEmbedder, make_image
 from PIL import Image
 
 from imgfinder.errors import ConfigError, ModelError
+from imgfinder.media.scan import content_hash
 from imgfinder.search import Hit, SearchModel
+from imgfinder.store.catalog import FileRecord
 from imgfinder.webapp.format import escape_markdown, format_ms, format_seconds
-from imgfinder.webapp.safe_paths import UnsafePathError, is_under, safe_path
+from imgfinder.webapp.safe_paths import UnsafePathError, is_under, open_indexed
 from imgfinder.webapp.service import (
     AppService,
     Query,
@@ -112,19 +116,55 @@ def selection(tmp_path: Path, album: Path) -> Selection:
 # -- safe paths -----------------------------------------------------------------------------
 
 
+def record_of(path: Path) -> FileRecord:
+    info = path.stat()
+    return FileRecord(str(path), info.st_size, info.st_mtime_ns, content_hash(path))
+
+
 def test_only_files_under_a_root_are_served(tmp_path: Path, album: Path) -> None:
     inside = album / "red_0.png"
-    assert safe_path(inside, [album]) == inside
+    with open_indexed(record_of(inside), [album]) as handle:
+        assert handle.read() == inside.read_bytes()
     assert is_under(album, album)
     outside = make_image(tmp_path / "secret.png")
-    for sneaky in (outside, album / ".." / "secret.png", f"{album}\x00/red_0.png"):
+    climbing = replace(record_of(outside), path=str(album / ".." / "secret.png"))
+    nul = replace(record_of(inside), path=f"{album}\x00/red_0.png")
+    for sneaky in (record_of(outside), climbing, nul, None):
         with pytest.raises(UnsafePathError):
-            safe_path(sneaky, [album])
+            open_indexed(sneaky, [album])
     assert not is_under(tmp_path / "album-evil" / "x.png", album)
     with pytest.raises(UnsafePathError, match="no longer exists"):
-        safe_path(album / "gone.png", [album])
+        open_indexed(replace(record_of(inside), path=str(album / "gone.png")), [album])
     with pytest.raises(UnsafePathError):
-        safe_path(album / "red_0.png", [])
+        open_indexed(record_of(inside), [])
+
+
+def test_a_swapped_file_is_never_served(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    photo = make_image(root / "photo.png", "red")
+    indexed = record_of(photo)
+    secret = make_image(tmp_path / "elsewhere" / "secret.png", "blue")
+    photo.unlink()
+    photo.symlink_to(secret)  # the indexed name now leads outside the root
+    with pytest.raises(UnsafePathError, match="not inside"):
+        open_indexed(indexed, [root])
+    photo.unlink()
+    make_image(photo, "green")  # same name, other content, inside the root
+    with pytest.raises(UnsafePathError, match="changed since it was indexed"):
+        open_indexed(indexed, [root])
+    photo.unlink()
+    shutil.copy(secret, photo)
+    os.utime(photo, ns=(indexed.mtime_ns, indexed.mtime_ns))  # same mtime, other bytes
+    with pytest.raises(UnsafePathError):
+        open_indexed(indexed, [root])
+
+
+def test_touched_but_identical_file_is_still_served(tmp_path: Path) -> None:
+    photo = make_image(tmp_path / "photo.png", "red")
+    indexed = record_of(photo)
+    os.utime(photo, ns=(1, 1))  # mtime differs: the hash decides
+    with open_indexed(indexed, [tmp_path]) as handle:
+        assert handle.read() == photo.read_bytes()
 
 
 # -- uploads --------------------------------------------------------------------------------
@@ -173,14 +213,19 @@ def test_sniff_format() -> None:
 def test_thumbnails_are_small_cached_and_follow_edits(tmp_path: Path) -> None:
     source = make_image(tmp_path / "big.png", "green", size=(800, 600))
     thumbs = tmp_path / "thumbs"
-    first = image_thumbnail(thumbs, source)
+
+    def thumbnail() -> Path:
+        with open(source, "rb") as handle:
+            return image_thumbnail(thumbs, handle, str(source))
+
+    first = thumbnail()
     with Image.open(first) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == GRID_SIZE
     stamp = first.stat().st_mtime_ns
-    assert image_thumbnail(thumbs, source) == first and first.stat().st_mtime_ns == stamp
+    assert thumbnail() == first and first.stat().st_mtime_ns == stamp
     make_image(source, "red", size=(400, 300), seed=1)
     os.utime(source, ns=(stamp + 10**9, stamp + 10**9))
-    assert image_thumbnail(thumbs, source) != first
+    assert thumbnail() != first
     assert frame_thumbnail(thumbs, "0" * 32, 1.0) is None
     small = Image.open(io.BytesIO(jpeg_bytes(Image.new("RGB", (900, 300)), 90)))
     assert small.size == (90, 30)

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from imgfinder.errors import MediaError
 
@@ -124,15 +124,20 @@ def scan(
 
 def content_hash(path: PathLike) -> str:
     """Hex BLAKE2b-128 of a file's bytes: the catalog key that survives renames and moves."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            return stream_hash(handle)
+    except OSError as exc:
+        raise MediaError(f"cannot read {_display(os.fspath(path))}: {_os_reason(exc)}") from exc
+
+
+def stream_hash(handle: BinaryIO) -> str:
+    """`content_hash` of an open file, read from its current position to the end."""
     digest = hashlib.blake2b(digest_size=16)
     buffer = bytearray(_HASH_CHUNK)
     view = memoryview(buffer)
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            while count := handle.readinto(buffer):
-                digest.update(view[:count])
-    except OSError as exc:
-        raise MediaError(f"cannot read {_display(os.fspath(path))}: {_os_reason(exc)}") from exc
+    while count := handle.readinto(buffer):
+        digest.update(view[:count])
     return digest.hexdigest()
 
 

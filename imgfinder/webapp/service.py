@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from imgfinder.media.images import decode_ahead
 from imgfinder.media.scan import Skipped
 from imgfinder.search import Hit, SearchModel
 from imgfinder.store.collection import Collection, default_indexes_dir, list_collections
-from imgfinder.webapp.safe_paths import is_under, safe_path
+from imgfinder.webapp.safe_paths import is_under, open_indexed
 from imgfinder.webapp.thumbnails import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.webapp.uploads import CheckedUpload, check_upload
 
@@ -539,8 +539,8 @@ class AppService:
                 content = self._content_hash(target, hit.item_id)
                 moment = t if t is not None else hit.t_best or 0.0
                 return frame_thumbnail(target.thumbs_dir(), content, moment) if content else None
-            source = safe_path(hit.path, target.catalog.roots())
-            return image_thumbnail(target.thumbs_dir(), source)
+            with self._open_indexed(target, hit.path) as source:
+                return image_thumbnail(target.thumbs_dir(), source, hit.path)
         except (ImgFinderError, OSError) as exc:
             log.info("no thumbnail for %s: %s", hit.path, exc)
             return None
@@ -555,19 +555,22 @@ class AppService:
         """A larger cached JPEG for the enlarged view; never the original file."""
         target = self.collection(collection)
         try:
-            source = safe_path(path, target.catalog.roots())
-            return image_thumbnail(target.thumbs_dir(), source, PREVIEW_SIZE)
+            with self._open_indexed(target, path) as source:
+                return image_thumbnail(target.thumbs_dir(), source, path, PREVIEW_SIZE)
         except (ImgFinderError, OSError) as exc:
             log.info("no preview for %s: %s", path, exc)
             return None
 
-    def original(self, collection: str | Path, path: str) -> Path:
-        """The original file, only if it lies under one of the collection's roots."""
-        return safe_path(path, self.collection(collection).catalog.roots())
-
     def read_original(self, collection: str | Path, path: str) -> bytes:
-        """Bytes of an original, read when the user asks to open it (not before)."""
-        return self.original(collection, path).read_bytes()
+        """Bytes of an original, read when the user asks to open it (not before), only while
+        it is still the indexed file inside one of the collection's roots."""
+        with self._open_indexed(self.collection(collection), path) as source:
+            return source.read()
+
+    @staticmethod
+    def _open_indexed(collection: Collection, path: str) -> BinaryIO:
+        catalog = collection.catalog
+        return open_indexed(catalog.file_record(path), catalog.roots())
 
     def _content_hash(self, collection: Collection, item_id: int) -> str | None:
         key = (str(collection.dir), item_id)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -25,14 +26,15 @@ PREVIEW_SIZE = 1024
 QUALITY = 82
 
 
-def image_thumbnail(thumbs_dir: Path, source: Path, size: int = GRID_SIZE) -> Path:
-    """Path of a JPEG at most `size` pixels on its longer side; made on first request.
+def image_thumbnail(thumbs_dir: Path, source: BinaryIO, name: str, size: int = GRID_SIZE) -> Path:
+    """Path of a JPEG at most `size` pixels on its longer side; made on first request from
+    the open, already checked `source` file, whose path is `name`.
 
     Raises MediaError when the source cannot be decoded.
     """
-    info = os.stat(source)
+    info = os.fstat(source.fileno())
     digest = hashlib.sha1(
-        f"{source}\0{info.st_size}\0{info.st_mtime_ns}\0{size}".encode("utf-8", "surrogatepass")
+        f"{name}\0{info.st_size}\0{info.st_mtime_ns}\0{size}".encode("utf-8", "surrogatepass")
     ).hexdigest()
     target = thumbs_dir / "images" / digest[:2] / f"{digest}.jpg"
     if not target.is_file():
