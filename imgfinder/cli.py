@@ -1,4 +1,4 @@
-"""`imgfinder` command line: index, search, info, models, demo, eval."""
+"""`imgfinder` command line: index, search, info, check, repair, models, demo, eval."""
 
 from __future__ import annotations
 
@@ -290,6 +290,49 @@ def _info_cell(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(map(str, value))
     return "" if value is None else str(value)
+
+
+@app.command()
+def check(
+    collection: CollectionOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Check a collection: SQLite integrity, vector files against the catalog, saved indexes."""
+    from imgfinder.store.collection import Collection, resolve_collection
+    from imgfinder.store.health import check as check_collection
+
+    target = Collection(resolve_collection(collection), create=False)
+    problems = check_collection(target)
+    if as_json:
+        found = [{"problem": p.what, "repairable": p.repairable} for p in problems]
+        console.print_json(json.dumps({"collection": str(target.dir), "problems": found}))
+    elif not problems:
+        console.print(Text(f"{target.dir}: sound"))
+    for problem in [] if as_json else problems:
+        fix = "repair redoes it" if problem.repairable else "repair cannot fix this"
+        console.print(Text(f"{problem.what} ({fix})"))
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(collection: CollectionOpt = "default") -> None:
+    """Redo only what `check` finds missing or damaged; what is sound is kept."""
+    from imgfinder.repair import repair as repair_collection
+    from imgfinder.store.collection import Collection, resolve_collection
+
+    target = Collection(resolve_collection(collection), create=False)
+    report = repair_collection(target)
+    if not report.found:
+        console.print(Text(f"{target.dir}: sound, nothing to repair"))
+    for model, contents in report.reembedded.items():
+        console.print(Text(f"re-embedded {contents} files with {model}"))
+    if report.saved_indexes_removed:
+        console.print(Text(f"removed {report.saved_indexes_removed} damaged saved indexes"))
+    for problem in report.left:
+        errors.print(Text(f"not repaired: {problem.what}"))
+    if report.left:
+        raise typer.Exit(1)
 
 
 demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)

@@ -24,11 +24,10 @@ from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
-from imgfinder.store.collection import Collection, resolve_collection
+from imgfinder.store.collection import STAMP, Collection, resolve_collection
 
 log = logging.getLogger(__name__)
 
-STAMP = "stamp.json"
 #: frames of one video closer than this many sampling intervals merge into one moment
 MOMENT_GAP = 1.5
 #: a frame joins a moment when it scores within this fraction of the moment's best frame

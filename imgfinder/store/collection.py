@@ -18,6 +18,8 @@ from imgfinder.store.vectors import VectorStore, vector_file_name
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
+#: beside a saved index: the generation and embedder key it was built from
+STAMP = "stamp.json"
 
 
 def default_indexes_dir() -> Path:
@@ -140,25 +142,6 @@ class Collection:
 
     def vectors(self, embedder_key: str, dim: int) -> VectorStore:
         return VectorStore(self.dir / "vectors" / vector_file_name(embedder_key), dim)
-
-    def vector_problems(self) -> list[str]:
-        """Each embedder's vector file checked against the rows its catalog refers to."""
-        problems = []
-        for key in self.catalog.embedder_keys():
-            entry = self.manifest.get("embedders", {}).get(key)
-            if not entry:
-                problems.append(f"the manifest does not list the embedder {key}")
-                continue
-            store = self.vectors(key, int(entry["dim"]))
-            highest = self.catalog.max_row(key)
-            if highest >= 0 and not store.exists():
-                problems.append(f"the vector file {store.path} of {entry['model']} is missing")
-            elif highest >= len(store):
-                problems.append(
-                    f"the vector file {store.path} holds {len(store)} rows but the catalog "
-                    f"refers to row {highest}"
-                )
-        return problems
 
     def index_dir(self, embedder_key: str, indexer: str, params: dict[str, Any]) -> Path:
         spec = json.dumps({"key": embedder_key, "params": params}, sort_keys=True)
