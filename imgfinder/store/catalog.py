@@ -11,6 +11,7 @@ Windows-1251 disks) is a BLOB of its exact bytes, and both read back as the `str
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgfinder.errors import CatalogError, StorageError
+
+log = logging.getLogger(__name__)
 
 #: schema step by step; a catalog at version N runs every step after N in one transaction
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -138,23 +141,50 @@ class Catalog:
             )
         self._lock = threading.RLock()
         try:
+            self._db = self._connect()
+        except sqlite3.OperationalError as exc:
+            self._db = self._open_immutable(exc, create)
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
+            db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        except OSError as exc:
             raise StorageError(f"cannot open the catalog {self.path}: {exc}") from exc
         try:
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA foreign_keys=ON")
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._db = db
             self._migrate()
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise _storage_error(self.path, exc) from exc
         except BaseException:
-            self._db.close()
+            db.close()
             raise
+        return db
+
+    def _open_immutable(self, error: sqlite3.OperationalError, create: bool) -> sqlite3.Connection:
+        """On a full disk SQLite cannot make the files a WAL reader needs; a catalog that was
+        closed cleanly (no WAL left) is then read as immutable, so search still answers."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        full = "disk I/O" in str(error) or "full" in str(error)
+        if create or not full or (wal.exists() and wal.stat().st_size > 0):
+            raise _storage_error(self.path, error) from error
+        log.warning("cannot write beside %s (%s): reading it as it is", self.path, error)
+        db = sqlite3.connect(
+            f"{self.path.absolute().as_uri()}?immutable=1", uri=True, check_same_thread=False
+        )
+        self._db = db
+        try:
+            if self._schema_version() != SCHEMA_VERSION:
+                raise _storage_error(self.path, error) from error
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _migrate(self) -> None:
         version = self._schema_version()
