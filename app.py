@@ -15,7 +15,13 @@ import streamlit as st
 from imgfinder.embedders.registry import ModelInfo
 from imgfinder.errors import ImgFinderError
 from imgfinder.timefmt import format_timestamp
-from imgfinder.webapp.format import escape_markdown, format_ms, format_seconds, plural
+from imgfinder.webapp.format import (
+    display_path,
+    escape_markdown,
+    format_ms,
+    format_seconds,
+    plural,
+)
 from imgfinder.webapp.service import (
     AppService,
     JobStatus,
@@ -374,13 +380,13 @@ def enlarge(service: AppService, collection: str, result: Result) -> None:
     preview = service.preview(collection, hit.path)
     if preview is not None:
         st.image(str(preview), width="stretch")  # a small picture too fills the dialog
-    st.text(hit.path)
+    st.text(display_path(hit.path))
     st.caption(f"score {hit.score:.3f}")
     left, right = st.columns(2)
     left.download_button(
         "Download original",
         data=lambda: service.read_original(collection, hit.path),
-        file_name=Path(hit.path).name,
+        file_name=display_path(Path(hit.path).name),
         icon=":material/download:",
         key=f"original-{hit.item_id}",
         on_click="ignore",  # a rerun would close the dialog while the download starts

@@ -154,36 +154,42 @@ def index(
         video=VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit),
     )
     labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
-    with Progress(
-        TextColumn("[bold]{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-        disable=as_json or not errors.is_terminal,
-    ) as bar:
-        tasks: dict[str, Any] = {}
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=True,
+            disable=as_json or not errors.is_terminal,
+        ) as bar:
+            tasks: dict[str, Any] = {}
 
-        def on_progress(event) -> None:
-            if event.phase not in tasks:
-                tasks[event.phase] = bar.add_task(labels.get(event.phase, event.phase), total=None)
-            bar.update(tasks[event.phase], completed=event.done, total=event.total or None)
+            def on_progress(event) -> None:
+                if event.phase not in tasks:
+                    tasks[event.phase] = bar.add_task(
+                        labels.get(event.phase, event.phase), total=None
+                    )
+                bar.update(tasks[event.phase], completed=event.done, total=event.total or None)
 
-        def on_wait() -> None:
-            errors.print(
-                f"waiting for another run to finish indexing {search_model.collection.dir} ..."
+            def on_wait() -> None:
+                errors.print(
+                    f"waiting for another run to finish indexing {search_model.collection.dir} ..."
+                )
+
+            report = search_model.index(
+                paths,
+                progress=on_progress,
+                batch_size=batch_size,
+                workers=workers,
+                wait=not no_wait,
+                on_wait=on_wait,
             )
-
-        report = search_model.index(
-            paths,
-            progress=on_progress,
-            batch_size=batch_size,
-            workers=workers,
-            wait=not no_wait,
-            on_wait=on_wait,
-        )
+    except KeyboardInterrupt:  # the progress display is gone (transient) when we get here
+        errors.print("interrupted; run the same command again to resume")
+        raise typer.Exit(130) from None
     summary = report.summary()
     if as_json:
         summary["skipped_files"] = [{"path": s.path, "reason": s.reason} for s in report.skipped]

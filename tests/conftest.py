@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,6 +100,17 @@ class ColorEmbedder(Embedder):
         return l2_normalize(out)
 
 
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims a huge size: a classic decompression bomb."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = body
+    data[29:33] = struct.pack(">I", zlib.crc32(body))
+    return bytes(data)
+
+
 @pytest.fixture
 def embedder() -> ColorEmbedder:
     return ColorEmbedder()
@@ -111,7 +126,7 @@ def make_image(
 ) -> Path:
     """A mostly single-colour image with a little noise, so each file has unique bytes."""
     rgb = PALETTE[color] if isinstance(color, str) else color
-    rng = np.random.default_rng(seed + int(hashlib.md5(str(path).encode()).hexdigest()[:6], 16))
+    rng = np.random.default_rng(seed + int(hashlib.md5(os.fsencode(path)).hexdigest()[:6], 16))
     base = np.empty((size[1], size[0], 3), dtype=np.int16)
     base[:] = rgb
     angle = rng.uniform(0, 2 * np.pi)

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from imgfinder.store.collection import MANIFEST, Collection  # noqa: E402
+from imgfinder.store.collection import MANIFEST, STAMP, Collection  # noqa: E402
+from imgfinder.store.health import check  # noqa: E402
 from imgfinder.store.lock import WriterLock  # noqa: E402
 
 #: images per model call in the runs under test: many small commits, many moments between them
@@ -101,10 +102,10 @@ def clip_frame(seed: int) -> Callable[[float], Image.Image]:
 
 
 def make_media(
-    root: Path, *, images: int = 48, copies: int = 4, videos: int = 2, seed: int = 0
+    root: Path, *, images: int = 64, copies: int = 4, videos: int = 2, seed: int = 0
 ) -> Media:
     """Write `images` distinct PNGs (half in a/, half in b/), `copies` identical copies of some
-    of them and `videos` 4-second clips; the same arguments always give the same bytes."""
+    of them and `videos` 6-second clips; the same arguments always give the same bytes."""
     from imgfinder.media.video import write_video
 
     made: list[Path] = []
@@ -114,22 +115,23 @@ def make_media(
         path = folder / f"img_{number:03d}.png"
         picture(seed * 10_000 + number).save(path)
         made.append(path)
-    duplicates: list[Path] = []
-    for number in range(copies):
-        source = made[(number * 7) % len(made)] if number else made[0]
-        target = root / "a" / "copy_of_first.png" if number == 0 else root / "shared"
-        if number:
-            target = target / f"copy_{number:02d}_{source.name}"
+    duplicates = [root / "a" / "copy_of_first.png"][:copies]  # a copy met in the same run
+    duplicates += [
+        root / "shared" / f"copy_{n:02d}_{made[n * 7 % len(made)].name}" for n in range(1, copies)
+    ]
+    for number, target in enumerate(duplicates):
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        duplicates.append(target)
+        shutil.copyfile(made[number * 7 % len(made)], target)
     clips: list[Path] = []
     for number in range(videos):
         folder = root / ("a" if number % 2 == 0 else "b")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"clip_{number}.mp4"
-        clips.append(write_video(path, clip_frame(seed * 10_000 + 5_000 + number), fps=8,
-                                 duration=4, size=CLIP))
+        clips.append(
+            write_video(
+                path, clip_frame(seed * 10_000 + 5_000 + number), fps=8, duration=6, size=CLIP
+            )
+        )
     return Media(root, tuple(made), tuple(duplicates), tuple(clips))
 
 
@@ -158,9 +160,7 @@ def helper_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def run_index(
-    paths: Sequence[Path], collection: Path, *extra: str, timeout: float = 120.0
-) -> dict:
+def run_index(paths: Sequence[Path], collection: Path, *extra: str, timeout: float = 120.0) -> dict:
     """Index to completion and return the run's summary; a failed run raises with its stderr."""
     done = subprocess.run(
         index_command(paths, collection, *extra),
@@ -212,7 +212,7 @@ class Fingerprint:
     thumbs: dict[str, frozenset[str]]
     #: files left behind by an interrupted atomic write, relative to the collection
     strays: frozenset[str]
-    #: integrity, vector-file and bookkeeping problems; empty when the collection is sound
+    #: what `imgfinder check` finds, and files without vectors; empty when the collection is sound
     problems: tuple[str, ...]
     #: vector rows no live item refers to: work a killed run did not get to commit
     spare_rows: int = field(default=0, compare=False)
@@ -265,12 +265,12 @@ class Fingerprint:
 
 
 def collection_fingerprint(directory: Path) -> Fingerprint:
-    """Open the collection with the library (as a user would after a crash) and read all it
-    holds in one consistent catalog snapshot."""
+    """Open the collection with the library, as a user would after a crash, and read all it
+    holds; called when no run is writing to it."""
     collection = Collection(directory, create=False)
     try:
         catalog = collection.catalog
-        problems = catalog.integrity_problems() + collection.vector_problems()
+        problems = [problem.what for problem in check(collection)]
         key = collection.manifest.get("embedder_key")
         vectors: dict[tuple[str, float | None], bytes] = {}
         times: dict[str, list[float | None]] = {}
@@ -278,15 +278,7 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
         if key is not None:
             store = collection.vectors(key, int(collection.manifest["embedders"][key]["dim"]))
             snapshot = catalog.snapshot(key)
-            owners: dict[int, list[int]] = {}
-            for item_id, row in snapshot.rows.items():
-                owners.setdefault(row, []).append(item_id)
-            problems += [
-                f"vector row {row} is shared by items {ids}"
-                for row, ids in owners.items()
-                if len(ids) > 1
-            ]
-            spare = len(store) - len(owners)
+            spare = len(store) - len(set(snapshot.rows.values()))
             ids = list(snapshot.rows)
             rows = np.asarray([snapshot.rows[i] for i in ids], dtype=np.int64)
             data = store.read(rows).astype(np.float16) if ids else []
@@ -328,6 +320,52 @@ def _thumbs(directory: Path) -> dict[str, frozenset[str]]:
     }
 
 
+# -- clean runs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clean:
+    """A clean run of the whole media folder into a fresh collection: what every interrupted or
+    concurrent run must end up equal to."""
+
+    media: Media
+    collection: Path
+    fingerprint: Fingerprint
+    report: dict
+    #: seconds a run spends outside its indexing work (imports, model, saving the index)
+    startup: float
+
+
+def clean_run(base: Path, **media_args: int) -> Clean:
+    """Make the media under `base` and index it once, undisturbed."""
+    media = make_media(base / "media", **media_args)
+    collection = base / "clean"
+    started = time.monotonic()
+    report = run_index([media.root], collection)
+    wall = time.monotonic() - started
+    return Clean(
+        media, collection, collection_fingerprint(collection), report, wall - report["seconds"]
+    )
+
+
+def resume_counts(before: Fingerprint, whole: Fingerprint) -> dict[str, int]:
+    """The summary a run to completion must print when it resumes from `before`: the contents
+    it lacks are indexed, its paths are unchanged, the other new paths are copies."""
+    new = whole.contents - before.contents
+    indexed = len(new)
+    return {
+        "scanned": len(whole.paths),
+        "indexed": indexed,
+        "unchanged": len(before.paths),
+        "copies": len(whole.paths) - len(before.paths) - indexed,
+        "renamed": 0,
+        "removed": 0,
+        "frames": sum(1 for content, t in whole.vectors if content in new and t is not None),
+        "skipped": 0,
+        "left": 0,
+    }
+
+
 # -- kills at chosen moments ----------------------------------------------------------------
 
 #: where in a run a kill lands: before any commit, between image batches (often after the
@@ -338,8 +376,8 @@ PHASES = ("start-up", "images", "commit", "videos", "saving")
 
 @dataclass(frozen=True)
 class Moment:
-    """Kill once `phase` is reached (for "images" and "commit": `after` more vector rows or
-    commits than the run started with), `delay` seconds later."""
+    """Kill once `phase` is reached (for "images" and "commit": once the run has added `after`
+    vector rows or commits), `delay` seconds later."""
 
     phase: str
     after: int = 0
@@ -349,6 +387,7 @@ class Moment:
 @dataclass(frozen=True)
 class Kill:
     moment: Moment
+    #: False when the run ended on its own before its moment came
     killed: bool
     seconds: float
 
@@ -364,7 +403,7 @@ class Watch:
 
 
 def watch(collection: Path) -> Watch:
-    """Read a collection's progress without opening it for writing (no migrations, no locks)."""
+    """A collection's progress, read without opening it for writing (no migrations, no locks)."""
     return Watch(
         rows=_vector_rows(collection),
         generation=_generation(collection / "catalog.sqlite"),
@@ -376,11 +415,10 @@ def watch(collection: Path) -> Watch:
 def _vector_rows(collection: Path) -> int:
     try:
         manifest = json.loads((collection / MANIFEST).read_text())
-        dims = {int(entry["dim"]) for entry in manifest["embedders"].values()}
-    except (OSError, ValueError, KeyError):
+        dim = min(int(entry["dim"]) for entry in manifest["embedders"].values())
+    except (OSError, ValueError, KeyError):  # not written yet, or being replaced
         return 0
-    sizes = [path.stat().st_size for path in (collection / "vectors").glob("*.f16")]
-    return sum(sizes) // (2 * min(dims)) if dims and sizes else 0
+    return sum(path.stat().st_size for path in (collection / "vectors").glob("*.f16")) // (2 * dim)
 
 
 def _generation(catalog: Path) -> int:
@@ -389,24 +427,26 @@ def _generation(catalog: Path) -> int:
     try:
         with closing(sqlite3.connect(f"{catalog.as_uri()}?mode=ro", uri=True, timeout=0.05)) as db:
             row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-    except sqlite3.Error:
+    except sqlite3.Error:  # not created yet
         return 0
     return int(row[0]) if row else 0
 
 
 def _newest(directory: Path) -> int:
-    """The newest modification time in a folder and its subfolders (0 when there is none)."""
+    """The newest modification time in a folder tree, 0 when there is none."""
     newest = 0
-    with suppress(FileNotFoundError):
-        stack = [directory]
-        newest = directory.stat().st_mtime_ns
-        while stack:
-            with os.scandir(stack.pop()) as entries:
+    stack = [directory]
+    while stack:
+        folder = stack.pop()
+        with suppress(FileNotFoundError):
+            newest = max(newest, folder.stat().st_mtime_ns)
+            with os.scandir(folder) as entries:
                 for entry in entries:
-                    with suppress(FileNotFoundError):
-                        newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    else:
+                        with suppress(FileNotFoundError):
+                            newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
     return newest
 
 
@@ -425,14 +465,11 @@ def _reached(moment: Moment, start: Watch, now: Watch, launched_ns: int) -> bool
 
 
 def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float = 60.0) -> Kill:
-    """Run `command` and SIGKILL it at `moment`; a run that ends first must end well."""
+    """Run `command` and SIGKILL it at `moment`; a run that ends first must have ended well."""
     start = watch(collection)
     launched_ns = time.time_ns()
     started = time.monotonic()
-    with open(os.devnull, "wb") as devnull:
-        process = subprocess.Popen(
-            command, cwd=ROOT, stdout=devnull, stderr=subprocess.PIPE
-        )
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         reached: float | None = None
         while process.poll() is None:
@@ -453,34 +490,286 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
     return Kill(moment, process.returncode == -signal.SIGKILL, time.monotonic() - started)
 
 
-def plan_kills(count: int, rng: random.Random, startup: float = 0.6) -> list[Moment]:
-    """`count` moments that walk through a run from its start to its saved index: kills that
-    leave work behind come first, since each re-run resumes where the last one stopped."""
-    pattern = ("start-up", "images", "commit", "images", "start-up", "commit", "images")
-    pattern += ("videos", "commit", "videos", "saving", "start-up", "saving", "images")
+#: the order of a round's kills: those that leave work behind come first, since each re-run
+#: resumes where the last one stopped and a finished collection has only start-up left to kill
+ROUND = ("start-up", "images", "commit", "images", "start-up", "commit", "images", "commit")
+ROUND += ("videos", "videos", "saving", "start-up", "saving", "start-up")
+
+
+def plan_kills(rng: random.Random, startup: float, count: int = len(ROUND)) -> list[Moment]:
+    """The moments of one round, with random rows, commits and delays; `startup` is how long a
+    run takes to begin indexing, so start-up kills land anywhere before the first commit."""
     moments = []
-    for number in range(count):
-        phase = pattern[number % len(pattern)]
+    for phase in (ROUND * (count // len(ROUND) + 1))[:count]:
         if phase == "start-up":
             moments.append(Moment(phase, delay=rng.uniform(0.0, startup)))
         elif phase == "images":
-            moments.append(Moment(phase, after=rng.randint(1, 2 * BATCH), delay=rng.uniform(0, 0.01)))
+            moments.append(Moment(phase, rng.randint(1, 2 * BATCH), rng.uniform(0.0, 0.01)))
         elif phase == "commit":
-            moments.append(Moment(phase, after=rng.randint(1, 3), delay=rng.uniform(0, 0.005)))
+            moments.append(Moment(phase, rng.randint(1, 2), rng.uniform(0.0, 0.005)))
         elif phase == "videos":
-            moments.append(Moment(phase, delay=rng.uniform(0, 0.05)))
+            moments.append(Moment(phase, delay=rng.uniform(0.0, 0.02)))
         else:
-            moments.append(Moment(phase, delay=rng.uniform(0, 0.003)))
+            moments.append(Moment(phase, delay=rng.uniform(0.0, 0.003)))
     return moments
+
+
+@dataclass
+class Round:
+    """Kills against one collection, each followed by a look at what it left, then a run to
+    completion."""
+
+    kills: list[Kill] = field(default_factory=list)
+    #: why a killed state was not a sound part of the clean collection, per kill
+    unsound: list[str] = field(default_factory=list)
+    #: killed states the library opened and read (a run killed early may leave no collection)
+    opened: int = 0
+    before: Fingerprint | None = None
+    report: dict = field(default_factory=dict)
+    after: Fingerprint | None = None
+
+    @property
+    def killed(self) -> list[Kill]:
+        return [kill for kill in self.kills if kill.killed]
+
+
+def kill_round(
+    clean: Clean, collection: Path, rng: random.Random, count: int = len(ROUND)
+) -> Round:
+    """Kill `imgfinder index` at `count` planned moments (re-running after each), check every
+    state it leaves, then let a last run finish."""
+    command = index_command([clean.media.root], collection)
+    result = Round()
+    for moment in plan_kills(rng, clean.startup, count):
+        kill = kill_at(command, collection, moment)
+        result.kills.append(kill)
+        if (collection / MANIFEST).exists():
+            state = collection_fingerprint(collection)
+            result.opened += 1
+            result.unsound += [f"{moment}: {why}" for why in state.part_of(clean.fingerprint)]
+    result.before = collection_fingerprint(collection)
+    result.report = run_index([clean.media.root], collection)
+    result.after = collection_fingerprint(collection)
+    return result
+
+
+# -- two writers ----------------------------------------------------------------------------
+
+
+def writer_folders(media: Media) -> tuple[list[Path], list[Path]]:
+    """Two writers' folders: different (a, b) and overlapping (both index `shared`)."""
+    return [media.a, media.shared], [media.b, media.shared]
+
+
+def sequential_run(media: Media, collection: Path) -> Fingerprint:
+    """The two writers' folders indexed one after the other."""
+    for folders in writer_folders(media):
+        run_index(folders, collection)
+    return collection_fingerprint(collection)
+
+
+@dataclass(frozen=True)
+class Writers:
+    returncodes: tuple[int, ...]
+    #: which writers said they were waiting for the other run
+    waited: tuple[bool, ...]
+    stderr: tuple[str, ...]
+    fingerprint: Fingerprint | None
+    seconds: float
+
+
+def two_writers(media: Media, collection: Path, *, held: bool, timeout: float = 60.0) -> Writers:
+    """Start two `imgfinder index` runs on one collection at once. `held`: this process holds
+    the writer lock until both say they wait, so the two race for it the moment it is free."""
+    started = time.monotonic()
+    collection.mkdir(parents=True, exist_ok=True)
+    logs = [collection.parent / f"{collection.name}.writer{n}.log" for n in range(2)]
+    lock = WriterLock(collection)
+    if held and not lock.try_acquire():
+        raise RuntimeError(f"{collection} is locked already")
+    processes = []
+    try:
+        for folders, log in zip(writer_folders(media), logs, strict=True):
+            with open(log, "wb") as handle:
+                command = index_command(folders, collection)
+                processes.append(
+                    subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=handle)
+                )
+        if held:
+            for process, log in zip(processes, logs, strict=True):
+                if not wait_for_text(log, WAITING, process, timeout):
+                    raise RuntimeError(
+                        f"a writer did not wait for the held lock: {log.read_text()}"
+                    )
+            lock.release()
+        for process in processes:
+            process.wait(timeout=timeout)
+    finally:
+        lock.release()
+        for process in processes:
+            stop(process)
+    stderr = tuple(log.read_text(errors="replace") for log in logs)
+    returncodes = tuple(process.returncode for process in processes)
+    return Writers(
+        returncodes=returncodes,
+        waited=tuple(WAITING in text for text in stderr),
+        stderr=stderr,
+        fingerprint=collection_fingerprint(collection) if not any(returncodes) else None,
+        seconds=time.monotonic() - started,
+    )
+
+
+# -- readers and saved indexes --------------------------------------------------------------
+
+
+def make_rounds(root: Path, rounds: int = 5, images: int = 4, seed: int = 0) -> list[Path]:
+    """Folders of new images for a writer that commits in several runs (one run a folder)."""
+    folders = []
+    for number in range(rounds):
+        folder = root / f"round_{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for image in range(images):
+            picture(seed * 10_000 + 8_000 + number * images + image).save(
+                folder / f"new_{image}.png"
+            )
+        folders.append(folder)
+    return folders
+
+
+@dataclass(frozen=True)
+class Stale:
+    """One stale-index trial: what readers saw while a writer committed run after run."""
+
+    #: a fresh model's index that did not hold what the catalog held at its own generation
+    stale_looks: int
+    #: a saved index stamped with the catalog's generation that lacks some of its items
+    stale_saves: int
+    #: new images a fresh model opened after the writer did not find as themselves
+    missing: list[str]
+    #: items the long-lived model held after its next query, and the catalog's live items
+    lasting: tuple[int, int]
+    reader: dict
+    errors: list[str]
+    seconds: float
+
+
+def saved_index_problems(collection: Path) -> list[str]:
+    """A saved index stamped with the catalog's current generation must hold exactly the
+    catalog's live items, as a model loading it would trust it to."""
+    from imgfinder.indexers.base import Indexer
+
+    problems = []
+    opened = Collection(collection, create=False)
+    try:
+        key = opened.manifest["embedder_key"]
+        store = opened.vectors(key, int(opened.manifest["embedders"][key]["dim"]))
+        snapshot = opened.catalog.snapshot(key)
+        for stamp in sorted((collection / "index").glob(f"*/{STAMP}")):
+            saved = json.loads(stamp.read_text())
+            if saved.get("generation") != snapshot.generation:
+                continue  # an older save; no model would load it for this generation
+            index = Indexer.load(stamp.parent)
+            if len(index) != len(snapshot.rows):
+                problems.append(
+                    f"{stamp.parent.name} is stamped {saved} but holds {len(index)} items, "
+                    f"not the {len(snapshot.rows)} of that generation"
+                )
+                continue
+            ids = np.asarray(list(snapshot.rows), dtype=np.int64)
+            vectors = store.read(np.asarray([snapshot.rows[i] for i in ids], dtype=np.int64))
+            scores, _ = index.search(vectors, 1) if len(ids) else (np.ones((0, 1)), None)
+            if len(ids) and float(scores[:, 0].min()) < 0.999:
+                problems.append(f"{stamp.parent.name} lacks some items of generation {saved}")
+    finally:
+        opened.close()
+    return problems
+
+
+def stale_trial(
+    base: Path, collection: Path, folders: Sequence[Path], seed: int, timeout: float = 60.0
+) -> Stale:
+    """Copy the indexed `base` collection, then let a writer process index `folders` one run
+    each while a reader process opens fresh and long-lived models and this process queries a
+    long-lived model too; afterwards check saved stamps and look for every new image."""
+    from imgfinder.search import SearchModel
+
+    started = time.monotonic()
+    shutil.copytree(base, collection)
+    lasting = SearchModel(collection, "demo", create=False)
+    errors: list[str] = []
+    sizes: list[int] = []
+    reader = subprocess.Popen(
+        helper_command("read", str(collection)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writer = subprocess.Popen(
+        helper_command("write", str(collection), *map(str, folders), "--seed", str(seed)),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while writer.poll() is None and time.monotonic() - started < timeout:
+            try:
+                lasting.search_text("a red circle", k=3)
+                sizes.append(len(lasting.vector_index()))
+            except Exception as exc:  # every query must answer while the writer works
+                errors.append(f"long-lived query: {exc!r}")
+            time.sleep(0.005)
+        writer_err = writer.communicate(timeout=timeout)[1]
+        reader_out, reader_err = reader.communicate(timeout=timeout)
+    finally:
+        stop(writer)
+        stop(reader)
+    if writer.returncode != 0:
+        errors.append(f"writer exited {writer.returncode}: {writer_err.strip()}")
+    if reader.returncode != 0:
+        errors.append(f"reader exited {reader.returncode}: {reader_err.strip()}")
+    if sizes != sorted(sizes):
+        errors.append(f"the long-lived model went back to fewer items: {sizes}")
+    seen = json.loads(reader_out) if reader.returncode == 0 else {}
+    errors += seen.get("errors", [])
+    lasting.search_text("a red circle", k=3)
+    live = len(lasting.collection.catalog.snapshot(lasting.embedder.key).rows)
+    held = len(lasting.vector_index())
+    stale_saves = len(saved_index_problems(collection))
+    fresh = SearchModel(collection, lasting.embedder, create=False, model_name="demo")
+    missing = [
+        str(path)
+        for folder in folders
+        for path in sorted(folder.glob("*.png"))
+        if not _finds_itself(fresh, path)
+    ]
+    fresh.close()
+    lasting.close()
+    return Stale(
+        stale_looks=int(seen.get("stale", 0)),
+        stale_saves=stale_saves,
+        missing=missing,
+        lasting=(held, live),
+        reader=seen,
+        errors=errors,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _finds_itself(model, path: Path) -> bool:
+    hits = model.search_image(path, k=1)
+    return bool(hits) and hits[0].path == str(path) and hits[0].score > 0.99
 
 
 # -- helper processes -----------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`write COLLECTION FOLDER...`: index each folder in its own run, pausing a little between
-    runs, then touch COLLECTION/writer.done. `read COLLECTION`: open fresh models and one
-    long-lived model in turns until writer.done appears; print what was seen as JSON."""
+    """`write COLLECTION FOLDER...`: once the reader is ready, index each folder in a run of its
+    own with short random pauses between runs, then create COLLECTION/writer.done.
+    `read COLLECTION`: open fresh models and query a long-lived one in turns until writer.done
+    appears, and print as JSON how often an index did not match its generation."""
     parser = argparse.ArgumentParser(prog="crashkit")
     parser.add_argument("role", choices=("write", "read"))
     parser.add_argument("collection", type=Path)
@@ -490,33 +779,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.role == "write":
         _write(args.collection, args.folders, random.Random(args.seed))
     else:
-        _read(args.collection)
+        print(json.dumps(_read(args.collection)))
 
 
-def _write(collection: Path, folders: Sequence[Path], rng: random.Random) -> None:
+READY, DONE = "reader.ready", "writer.done"
+
+
+def _write(
+    collection: Path, folders: Sequence[Path], rng: random.Random, limit: float = 60.0
+) -> None:
     from imgfinder.search import SearchModel
 
-    model = SearchModel(collection, "demo", create=True)
-    for folder in folders:
-        model.index([folder], batch_size=BATCH)
-        time.sleep(rng.uniform(0.0, 0.03))
-    model.close()
-    (collection / "writer.done").touch()
+    model = SearchModel(collection, "demo", create=False)
+    deadline = time.monotonic() + limit
+    while not (collection / READY).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        for folder in folders:
+            model.index([folder], batch_size=BATCH)
+            time.sleep(rng.uniform(0.0, 0.03))
+    finally:
+        model.close()
+        (collection / DONE).touch()
 
 
-def _read(collection: Path, limit: float = 60.0) -> None:
+def _read(collection: Path, limit: float = 60.0) -> dict:
     from imgfinder.search import SearchModel
 
     lasting = SearchModel(collection, "demo", create=False)
-    seen: list[int] = []
-    started = time.monotonic()
-    while not (collection / "writer.done").exists() and time.monotonic() - started < limit:
-        fresh = SearchModel(collection, lasting.embedder, create=False, model_name="demo")
-        seen.append(len(fresh.vector_index()))
-        fresh.close()
-        seen.append(len(lasting.vector_index()))
+    key = lasting.embedder.key
+    looks = stale = 0
+    errors: list[str] = []
+    deadline = time.monotonic() + limit
+    (collection / READY).touch()
+    while not (collection / DONE).exists() and time.monotonic() < deadline:
+        for model in (
+            SearchModel(collection, lasting.embedder, create=False, model_name="demo"),
+            lasting,
+        ):
+            try:
+                generation = model.collection.catalog.generation()
+                size = len(model.vector_index())
+                snapshot = model.collection.catalog.snapshot(key)
+            except Exception as exc:  # reported, so the test says what went wrong
+                errors.append(repr(exc))
+                continue
+            looks += 1
+            if snapshot.generation == generation and size != len(snapshot.rows):
+                stale += 1
+            if model is not lasting:
+                model.close()
     lasting.close()
-    print(json.dumps({"looks": len(seen), "sizes": sorted(set(seen))}))
+    return {"looks": looks, "stale": stale, "errors": errors}
 
 
 if __name__ == "__main__":

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import png_claiming_size
 from PIL import Image
 
 from imgfinder.errors import MediaError
@@ -275,19 +274,8 @@ def test_missing_file_raises_media_error(tmp_path: Path) -> None:
         open_image(tmp_path / "nope.jpg")
 
 
-def _png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny valid PNG whose header claims a huge size: a classic decompression bomb."""
-    buffer = io.BytesIO()
-    Image.new("L", (8, 8)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = body
-    data[29:33] = struct.pack(">I", zlib.crc32(body))
-    return bytes(data)
-
-
 def test_decompression_bomb(tmp_path: Path) -> None:
-    bomb = write(tmp_path / "bomb.png", _png_claiming_size(30_000, 30_000))
+    bomb = write(tmp_path / "bomb.png", png_claiming_size(30_000, 30_000))
     with pytest.raises(MediaError, match="too large"):
         open_image(bomb, 224)
     small = save(Image.new("RGB", (20, 20)), tmp_path / "small.png")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PALETTE, ColorEmbedder, make_image
+from conftest import PALETTE, ColorEmbedder, make_image, png_claiming_size
 from PIL import Image
 
 from imgfinder.errors import ConfigError, ModelError
@@ -186,9 +186,10 @@ def test_upload_accepts_images_by_content(fmt: str) -> None:
         (b"GIF89a" + b"\0" * 64, "not a JPEG, PNG or WebP"),
         (image_bytes()[:60], "damaged"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "damaged"),
-        (bomb_bytes(), "decompression-bomb guard"),
+        (bomb_bytes(), "too many pixels: 10000×6000"),
+        (png_claiming_size(40_000, 40_000), "too many pixels, more than the 50 MP"),
     ],
-    ids=["empty", "pdf", "gif", "truncated", "garbage-png", "bomb"],
+    ids=["empty", "pdf", "gif", "truncated", "garbage-png", "bomb", "giant-bomb"],
 )
 def test_upload_refusals_are_one_sentence(data: bytes, message: str) -> None:
     with pytest.raises(UploadError, match=message) as caught:

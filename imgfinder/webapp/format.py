@@ -6,6 +6,7 @@ Streamlit renders message bodies as markdown; file names and library messages go
 
 from __future__ import annotations
 
+import os
 import re
 
 # CommonMark lets a backslash escape any ASCII punctuation; Streamlit adds `:emoji:` and
@@ -16,6 +17,12 @@ _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 def escape_markdown(text: str) -> str:
     """`text` escaped so that Streamlit's markdown shows it literally."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as text that can always be shown or sent: bytes of a name that is not valid
+    UTF-8 (kept exactly in the catalog) show as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -84,8 +84,3 @@ def _opened_path(handle: BinaryIO, path: str, info: os.stat_result) -> str:
         if again is None or (again.st_dev, again.st_ino) != (info.st_dev, info.st_ino):
             raise UnsafePathError("this file changed while it was opened; try again") from None
         return real
-
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as text that can always be shown or sent: undecodable name bytes become U+FFFD."""
-    return os.fsencode(path).decode("utf-8", "replace")

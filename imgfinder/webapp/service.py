@@ -40,6 +40,7 @@ from imgfinder.media.images import decode_ahead
 from imgfinder.media.scan import Skipped
 from imgfinder.search import Hit, SearchModel
 from imgfinder.store.collection import Collection, default_indexes_dir, list_collections
+from imgfinder.webapp.format import display_path
 from imgfinder.webapp.safe_paths import is_under, open_indexed
 from imgfinder.webapp.thumbnails import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.webapp.uploads import CheckedUpload, check_upload
@@ -523,7 +524,7 @@ class AppService:
                 card = cards[key]
                 cards[key] = replace(card, moments=card.moments + moment)
             else:
-                cards[key] = Result(hit, _display_name(hit.path, roots), moment)
+                cards[key] = Result(hit, display_path(_display_name(hit.path, roots)), moment)
         return [
             replace(card, moments=tuple(sorted(card.moments, key=lambda m: m.t_start)))
             for card in cards.values()

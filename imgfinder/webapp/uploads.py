@@ -70,14 +70,19 @@ def check_upload(
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             width, height = header.size
             declared = "JPEG" if header.format == "MPO" else header.format  # phone JPEGs
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fired before ours
+        raise UploadError(
+            f"That image has too many pixels, more than the {max_pixels // 1_000_000} MP "
+            f"allowed (a decompression-bomb guard)."
+        ) from exc
     except Exception as exc:  # any parser failure means the same thing to the user
         raise UploadError(f"That {kind} file is damaged and cannot be read.") from exc
     if declared != kind:
         raise UploadError(f"That file is not a {ACCEPTED} image (checked by its content).")
     if width * height > max_pixels:
         raise UploadError(
-            f"That image is {width}×{height} pixels, more than the {max_pixels // 1_000_000} MP "
-            f"allowed (a decompression-bomb guard)."
+            f"That image has too many pixels: {width}×{height}, more than the "
+            f"{max_pixels // 1_000_000} MP allowed (a decompression-bomb guard)."
         )
     try:
         image = open_image(io.BytesIO(data), target_size=target_size, max_pixels=max_pixels)
