@@ -11,6 +11,7 @@ COPY . .
 RUN pip install --no-deps -e . && imgfinder demo build --collection indexes/demo
 
 EXPOSE 8501
-ENV IMGFINDER_COLLECTION=indexes/demo
-# Inside a container the app must listen on all interfaces to be reachable from the host.
-CMD ["streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501"]
+# Loopback unless the operator says otherwise: `docker run -e IMGFINDER_HOST=0.0.0.0` makes the
+# page reachable from outside the container (put a proxy with a password in front of it).
+ENV IMGFINDER_COLLECTION=indexes/demo IMGFINDER_HOST=127.0.0.1
+CMD ["sh", "-c", "exec streamlit run app.py --server.address \"$IMGFINDER_HOST\" --server.port 8501"]

@@ -51,7 +51,8 @@ BUSY = "being indexed by another process"
 @dataclass(frozen=True)
 class Media:
     """A generated folder: `a` and `b` hold distinct images and a video each, `shared` holds
-    copies of images from both, and `a` holds a copy of its own first image too."""
+    copies of images from both, `a` holds a copy of one of its own images too, and `late` holds
+    new images and a copy, for a run that finishes after many killed ones to have work left."""
 
     root: Path
     images: tuple[Path, ...]
@@ -71,8 +72,8 @@ class Media:
         return self.root / "shared"
 
     @property
-    def files(self) -> int:
-        return len(self.images) + len(self.copies) + len(self.videos)
+    def late(self) -> Path:
+        return self.root / "late"
 
 
 def picture(seed: int, size: tuple[int, int] = PICTURE) -> Image.Image:
@@ -102,10 +103,11 @@ def clip_frame(seed: int) -> Callable[[float], Image.Image]:
 
 
 def make_media(
-    root: Path, *, images: int = 64, copies: int = 4, videos: int = 2, seed: int = 0
+    root: Path, *, images: int = 64, copies: int = 4, videos: int = 2, late: int = 4, seed: int = 0
 ) -> Media:
     """Write `images` distinct PNGs (half in a/, half in b/), `copies` identical copies of some
-    of them and `videos` 6-second clips; the same arguments always give the same bytes."""
+    of them, `videos` 6-second clips and `late` more images plus a copy in late/; the same
+    arguments always give the same bytes."""
     from imgfinder.media.video import write_video
 
     made: list[Path] = []
@@ -115,13 +117,19 @@ def make_media(
         path = folder / f"img_{number:03d}.png"
         picture(seed * 10_000 + number).save(path)
         made.append(path)
+    for number in range(late):
+        path = root / "late" / f"late_{number:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture(seed * 10_000 + 9_000 + number).save(path)
+        made.append(path)
     duplicates = [root / "a" / "copy_of_first.png"][:copies]  # a copy met in the same run
     duplicates += [
-        root / "shared" / f"copy_{n:02d}_{made[n * 7 % len(made)].name}" for n in range(1, copies)
+        root / "shared" / f"copy_{n:02d}_{made[n * 7 % images].name}" for n in range(1, copies)
     ]
+    duplicates += [root / "late" / "copy_of_second.png"][: min(late, copies)]
     for number, target in enumerate(duplicates):
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(made[number * 7 % len(made)], target)
+        shutil.copyfile(made[number * 7 % images] if number < copies else made[1], target)
     clips: list[Path] = []
     for number in range(videos):
         folder = root / ("a" if number % 2 == 0 else "b")
@@ -300,9 +308,7 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
             items=frozenset(items),
             vectors=vectors,
             thumbs=_thumbs(collection.thumbs_dir()),
-            strays=frozenset(
-                str(path.relative_to(directory)) for path in directory.rglob(".*.tmp")
-            ),
+            strays=_temps(directory),
             problems=tuple(problems),
             spare_rows=spare,
         )
@@ -310,11 +316,22 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
         collection.close()
 
 
+def _is_temp(path: Path) -> bool:
+    """A file `imgfinder.atomic` writes before moving it into place (".name.random.tmp")."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _temps(directory: Path) -> frozenset[str]:
+    return frozenset(
+        str(path.relative_to(directory)) for path in directory.rglob("*") if _is_temp(path)
+    )
+
+
 def _thumbs(directory: Path) -> dict[str, frozenset[str]]:
     if not directory.is_dir():
         return {}
     return {
-        folder.name: frozenset(entry.name for entry in folder.iterdir())
+        folder.name: frozenset(entry.name for entry in folder.iterdir() if not _is_temp(entry))
         for folder in directory.iterdir()
         if folder.is_dir()
     }
@@ -370,14 +387,16 @@ def resume_counts(before: Fingerprint, whole: Fingerprint) -> dict[str, int]:
 
 #: where in a run a kill lands: before any commit, between image batches (often after the
 #: vectors are fsynced and before the catalog commits them), right after a commit, while a
-#: video is decoded and embedded, and while the finished run saves its index
-PHASES = ("start-up", "images", "commit", "videos", "saving")
+#: video is decoded and embedded, while the finished run saves its index, and in the middle of
+#: an atomic file write (manifest, thumbnail or saved index) whose temp file is on disk
+PHASES = ("start-up", "images", "commit", "videos", "saving", "writing")
 
 
 @dataclass(frozen=True)
 class Moment:
-    """Kill once `phase` is reached (for "images" and "commit": once the run has added `after`
-    vector rows or commits), `delay` seconds later."""
+    """Kill once `phase` is reached, `delay` seconds later. For "images" and "commit": once the
+    run has added `after` vector rows or commits; for "writing": once it has begun `after` + 1
+    atomic writes."""
 
     phase: str
     after: int = 0
@@ -394,12 +413,14 @@ class Kill:
 
 @dataclass(frozen=True)
 class Watch:
-    """What a watcher sees of a run from outside: vector rows, generation, newest files."""
+    """What a watcher sees of a run from outside: vector rows, generation, newest files, and
+    the temp files of atomic writes under way (or left by a killed run)."""
 
     rows: int
     generation: int
     thumbs_ns: int
     index_ns: int
+    temps: frozenset[str]
 
 
 def watch(collection: Path) -> Watch:
@@ -409,6 +430,7 @@ def watch(collection: Path) -> Watch:
         generation=_generation(collection / "catalog.sqlite"),
         thumbs_ns=_newest(collection / "thumbs"),
         index_ns=_newest(collection / "index"),
+        temps=_temps(collection) if collection.is_dir() else frozenset(),
     )
 
 
@@ -450,7 +472,7 @@ def _newest(directory: Path) -> int:
     return newest
 
 
-def _reached(moment: Moment, start: Watch, now: Watch, launched_ns: int) -> bool:
+def _reached(moment: Moment, start: Watch, now: Watch, launched_ns: int, writes: int) -> bool:
     if moment.phase == "start-up":
         return True
     if moment.phase == "images":
@@ -461,6 +483,8 @@ def _reached(moment: Moment, start: Watch, now: Watch, launched_ns: int) -> bool
         return now.thumbs_ns >= launched_ns
     if moment.phase == "saving":
         return now.index_ns >= launched_ns
+    if moment.phase == "writing":
+        return writes > moment.after
     raise ValueError(f"unknown phase {moment.phase!r}")
 
 
@@ -472,11 +496,14 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         reached: float | None = None
+        writes: set[str] = set()  # temp files seen that were not there at the start
         while process.poll() is None:
             now = time.monotonic()
             if now - started > timeout:
                 raise TimeoutError(f"{' '.join(command)} ran over {timeout} s")
-            if reached is None and _reached(moment, start, watch(collection), launched_ns):
+            seen = watch(collection)
+            writes |= seen.temps - start.temps
+            if reached is None and _reached(moment, start, seen, launched_ns, len(writes)):
                 reached = now
             if reached is not None and now - reached >= moment.delay:
                 process.send_signal(signal.SIGKILL)
@@ -492,8 +519,8 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
 
 #: the order of a round's kills: those that leave work behind come first, since each re-run
 #: resumes where the last one stopped and a finished collection has only start-up left to kill
-ROUND = ("start-up", "images", "commit", "images", "start-up", "commit", "images", "commit")
-ROUND += ("videos", "videos", "saving", "start-up", "saving", "start-up")
+ROUND = ("start-up", "images", "commit", "writing", "images", "start-up", "commit", "images")
+ROUND += ("commit", "videos", "writing", "videos", "saving", "start-up", "saving", "writing")
 
 
 def plan_kills(rng: random.Random, startup: float, count: int = len(ROUND)) -> list[Moment]:
@@ -509,6 +536,8 @@ def plan_kills(rng: random.Random, startup: float, count: int = len(ROUND)) -> l
             moments.append(Moment(phase, rng.randint(1, 2), rng.uniform(0.0, 0.005)))
         elif phase == "videos":
             moments.append(Moment(phase, delay=rng.uniform(0.0, 0.02)))
+        elif phase == "writing":
+            moments.append(Moment(phase, rng.randint(0, 3)))
         else:
             moments.append(Moment(phase, delay=rng.uniform(0.0, 0.003)))
     return moments
@@ -537,16 +566,22 @@ def kill_round(
     clean: Clean, collection: Path, rng: random.Random, count: int = len(ROUND)
 ) -> Round:
     """Kill `imgfinder index` at `count` planned moments (re-running after each), check every
-    state it leaves, then let a last run finish."""
+    state it leaves, then let a last run finish. The late/ folder is held back until that last
+    run, so it has new files to index whatever the kills left."""
     command = index_command([clean.media.root], collection)
     result = Round()
-    for moment in plan_kills(rng, clean.startup, count):
-        kill = kill_at(command, collection, moment)
-        result.kills.append(kill)
-        if (collection / MANIFEST).exists():
-            state = collection_fingerprint(collection)
-            result.opened += 1
-            result.unsound += [f"{moment}: {why}" for why in state.part_of(clean.fingerprint)]
+    held = collection.parent / f"{collection.name}-late"
+    os.rename(clean.media.late, held)
+    try:
+        for moment in plan_kills(rng, clean.startup, count):
+            kill = kill_at(command, collection, moment)
+            result.kills.append(kill)
+            if (collection / MANIFEST).exists():
+                state = collection_fingerprint(collection)
+                result.opened += 1
+                result.unsound += [f"{moment}: {why}" for why in state.part_of(clean.fingerprint)]
+    finally:
+        os.rename(held, clean.media.late)
     result.before = collection_fingerprint(collection)
     result.report = run_index([clean.media.root], collection)
     result.after = collection_fingerprint(collection)

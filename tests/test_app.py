@@ -74,6 +74,7 @@ def app(library: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("IMGFINDER_COLLECTION", str(library / "indexes" / "photos"))
     monkeypatch.setenv("IMGFINDER_INDEXES", str(library / "indexes"))
     monkeypatch.setenv("IMGFINDER_EMBEDDER_FACTORY", FACTORY)
+    monkeypatch.setenv("IMGFINDER_ALLOWED_ROOTS", str(library.parent))  # the tests' tmp folders
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
     assert not at.exception

@@ -370,7 +370,8 @@ def test_indexing_in_background_keeps_search_working(
     tmp_path: Path, selection: Selection, album: Path
 ) -> None:
     gated = HeldEmbedder(threading.Event())
-    service = AppService(Settings(indexes_dir=str(tmp_path / "indexes")), lambda k, r: gated)
+    settings = Settings(indexes_dir=str(tmp_path / "indexes"), allowed_roots=(str(tmp_path),))
+    service = AppService(settings, lambda k, r: gated)
     new = tmp_path / "new"
     for number in range(3):
         make_image(new / f"purple_{number}.png", "purple", seed=number)
@@ -400,7 +401,8 @@ def test_indexing_in_background_keeps_search_working(
 
 def test_cancel_and_bad_folders(tmp_path: Path, selection: Selection) -> None:
     gated = HeldEmbedder(threading.Event())
-    service = AppService(Settings(indexes_dir=str(tmp_path / "indexes")), lambda k, r: gated)
+    settings = Settings(indexes_dir=str(tmp_path / "indexes"), allowed_roots=(str(tmp_path),))
+    service = AppService(settings, lambda k, r: gated)
     folder = tmp_path / "many"
     for number in range(40):
         make_image(folder / f"red_{number}.png", "red", seed=number)
@@ -418,7 +420,20 @@ def test_cancel_and_bad_folders(tmp_path: Path, selection: Selection) -> None:
             service.start_indexing(selection, bad)
     with pytest.raises(ConfigError, match="inside the collection"):
         service.start_indexing(selection, selection.collection)
+    outside = make_image(tmp_path.parent / f"{tmp_path.name}-outside" / "x.png").parent
+    (folder / "link").symlink_to(outside)
+    for sneaky in (outside, folder / "link", folder / ".." / ".." / outside.name):
+        with pytest.raises(ConfigError, match="may only index folders under"):
+            service.start_indexing(selection, str(sneaky))
     service.close()
+
+
+def test_allowed_roots_default_to_home_and_the_indexes_folder(tmp_path: Path) -> None:
+    settings = Settings.from_env({"IMGFINDER_INDEXES": str(tmp_path / "indexes")})
+    home = Path(os.path.realpath(Path.home()))
+    assert settings.indexable_roots() == [home, Path(os.path.realpath(tmp_path / "indexes"))]
+    chosen = Settings.from_env({"IMGFINDER_ALLOWED_ROOTS": f"/srv/photos{os.pathsep}/mnt/nas"})
+    assert chosen.indexable_roots() == [Path("/srv/photos"), Path("/mnt/nas")]
 
 
 def test_settings_and_factory_hook(monkeypatch: pytest.MonkeyPatch) -> None:

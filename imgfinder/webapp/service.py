@@ -71,17 +71,28 @@ class Settings:
     indexes_dir: str = "indexes"
     model_dir: str | None = None
     embedder_factory: str | None = None
+    #: folders the page may index (and below them); empty means the home folder and the
+    #: indexes folder (where the demo keeps its media)
+    allowed_roots: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """IMGFINDER_COLLECTION, IMGFINDER_INDEXES, IMGFINDER_MODEL_DIR, the factory hook."""
+        """IMGFINDER_COLLECTION, IMGFINDER_INDEXES, IMGFINDER_MODEL_DIR, IMGFINDER_ALLOWED_ROOTS
+        (folders separated by the platform's path separator), the factory hook."""
         indexes = environ.get("IMGFINDER_INDEXES") or str(default_indexes_dir())
+        allowed = environ.get("IMGFINDER_ALLOWED_ROOTS", "")
         return cls(
             collection=environ.get("IMGFINDER_COLLECTION") or None,
             indexes_dir=indexes,
             model_dir=environ.get("IMGFINDER_MODEL_DIR") or None,
             embedder_factory=environ.get(EMBEDDER_FACTORY_ENV) or None,
+            allowed_roots=tuple(part for part in allowed.split(os.pathsep) if part),
         )
+
+    def indexable_roots(self) -> list[Path]:
+        """Real paths of the folders the page may index."""
+        roots = self.allowed_roots or (str(Path.home()), self.indexes_dir)
+        return [Path(os.path.realpath(Path(root).expanduser())) for root in roots]
 
 
 @dataclass(frozen=True)
@@ -594,6 +605,12 @@ class AppService:
         path = Path(text).expanduser().absolute()
         if not path.exists():
             raise ConfigError(f"there is no folder at {path}")
+        allowed = self.settings.indexable_roots()
+        if not any(is_under(os.path.realpath(path), root) for root in allowed):
+            raise ConfigError(
+                f"this page may only index folders under {', '.join(map(str, allowed))}; "
+                f"IMGFINDER_ALLOWED_ROOTS sets which"
+            )
         if is_under(path, self.collection(selection.collection).dir):
             raise ConfigError("that folder is inside the collection itself")
         model = self.model(selection)
