@@ -396,7 +396,8 @@ PHASES = ("start-up", "images", "commit", "videos", "saving", "writing")
 class Moment:
     """Kill once `phase` is reached, `delay` seconds later. For "images" and "commit": once the
     run has added `after` vector rows or commits; for "writing": once it has begun `after` + 1
-    atomic writes."""
+    atomic writes. "start-up" is reached at launch, and a start-up kill comes at the run's first
+    vector row or commit if that is sooner than `delay`."""
 
     phase: str
     after: int = 0
@@ -505,7 +506,10 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
             writes |= seen.temps - start.temps
             if reached is None and _reached(moment, start, seen, launched_ns, len(writes)):
                 reached = now
-            if reached is not None and now - reached >= moment.delay:
+            began = seen.rows > start.rows or seen.generation > start.generation
+            if reached is not None and (
+                now - reached >= moment.delay or (moment.phase == "start-up" and began)
+            ):
                 process.send_signal(signal.SIGKILL)
                 break
             time.sleep(POLL)

@@ -221,12 +221,10 @@ class IndexJob:
         self,
         model: SearchModel,
         folder: Path,
-        on_finish: Callable[[IndexJob], None],
     ) -> None:
         self.model = model
         self.collection = str(model.collection.dir)
         self.folder = folder
-        self._on_finish = on_finish
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -273,7 +271,6 @@ class IndexJob:
     def _run(self) -> None:
         try:
             report = self.model.index([self.folder], progress=self._progress, cancel=self._cancel)
-            self.model.vector_index()
         except ImgFinderError as exc:
             self._finish(state="failed", error=str(exc))
         except Exception:
@@ -285,8 +282,6 @@ class IndexJob:
                 summary=report.summary(),
                 skipped=tuple(report.skipped),
             )
-        finally:
-            self._on_finish(self)
 
     def _finish(self, **changes: Any) -> None:
         with self._lock:
@@ -619,7 +614,7 @@ class AppService:
             running = self._jobs.get(key)
             if running is not None and running.status().running:
                 raise ConfigError("this collection is already being indexed; wait or cancel")
-            job = IndexJob(model, path, self._job_finished)
+            job = IndexJob(model, path)
             self._jobs[key] = job
         job.start()
         return job.status()
@@ -643,13 +638,6 @@ class AppService:
             job = self._jobs.get(str(self.collection(collection).dir))
             if job is not None and not job.status().running:
                 del self._jobs[job.collection]
-
-    def _job_finished(self, job: IndexJob) -> None:
-        """Other models on the collection hold a stale in-memory index: drop them."""
-        with self._lock:
-            for selection, model in list(self._models.items()):
-                if model.collection.dir == job.model.collection.dir and model is not job.model:
-                    del self._models[selection]
 
     def close(self) -> None:
         """Cancel runs, wait for them, close catalogs (tests and shutdown)."""
