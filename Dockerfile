@@ -8,10 +8,10 @@ WORKDIR /app
 COPY requirements.txt pyproject.toml README.md ./
 RUN pip install -r requirements.txt
 COPY . .
-RUN pip install --no-deps -e . && imgfinder demo build --collection indexes/demo
+RUN pip install --no-deps -e . && imgfinder demo build --collection /app/indexes/demo
 
 EXPOSE 8501
 # Loopback unless the operator says otherwise: `docker run -e IMGFINDER_HOST=0.0.0.0` makes the
 # page reachable from outside the container (put a proxy with a password in front of it).
-ENV IMGFINDER_COLLECTION=indexes/demo IMGFINDER_HOST=127.0.0.1
+ENV IMGFINDER_COLLECTION=/app/indexes/demo IMGFINDER_HOST=127.0.0.1
 CMD ["sh", "-c", "exec streamlit run app.py --server.address \"$IMGFINDER_HOST\" --server.port 8501"]

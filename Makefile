@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
-DEMO_COLLECTION ?= indexes/demo
+DEMO_COLLECTION ?= $(CURDIR)/indexes/demo
 
 .PHONY: run test lint bench install install-dev browser demo clean
 

@@ -1,7 +1,7 @@
 """imgfinder in the browser: `make run`, then open http://127.0.0.1:8501.
 
 Layout and widgets only. Models, indexes, thumbnails, upload checks and file access live in
-`imgfinder.webapp`; this script asks it for data and draws it.
+`imgfinder.service`; this script asks it for data and draws it.
 """
 
 from __future__ import annotations
@@ -14,24 +14,24 @@ import streamlit as st
 
 from imgfinder.embedders.registry import ModelInfo
 from imgfinder.errors import ImgFinderError
-from imgfinder.timefmt import format_timestamp
-from imgfinder.webapp.format import (
+from imgfinder.media.uploads import MAX_UPLOAD_MB
+from imgfinder.service import (
+    JobStatus,
+    Outcome,
+    Query,
+    Result,
+    Selection,
+    Service,
+    Settings,
+)
+from imgfinder.textfmt import (
     display_path,
     escape_markdown,
     format_ms,
     format_seconds,
     plural,
 )
-from imgfinder.webapp.service import (
-    AppService,
-    JobStatus,
-    Outcome,
-    Query,
-    Result,
-    Selection,
-    Settings,
-)
-from imgfinder.webapp.uploads import MAX_UPLOAD_MB
+from imgfinder.timefmt import format_timestamp
 
 COLUMNS = 4
 RUNTIME_LABELS = {
@@ -50,9 +50,9 @@ st.set_page_config(page_title="imgfinder", page_icon=":material/image_search:", 
 
 
 @st.cache_resource(show_spinner="Starting imgfinder…")
-def get_service(settings: Settings) -> AppService:
+def get_service(settings: Settings) -> Service:
     """One service per process: models and indexes load once, whatever the sessions do."""
-    return AppService(settings)
+    return Service(settings)
 
 
 def text(message: str) -> str:
@@ -63,7 +63,7 @@ def text(message: str) -> str:
 # -- sidebar --------------------------------------------------------------------------------
 
 
-def sidebar(service: AppService) -> tuple[Selection | None, int, float, str]:
+def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
     """Collection, model, runtime, indexer and result controls."""
     with st.sidebar:
         st.title(":material/image_search: imgfinder")
@@ -101,7 +101,7 @@ def sidebar(service: AppService) -> tuple[Selection | None, int, float, str]:
     return Selection(collection, model, runtime, indexer, params), k, threshold, order
 
 
-def create_collection(service: AppService) -> None:
+def create_collection(service: Service) -> None:
     try:
         path = service.create_collection(st.session_state.new_collection.strip())
     except ImgFinderError as exc:
@@ -111,7 +111,7 @@ def create_collection(service: AppService) -> None:
         st.session_state.new_collection = ""
 
 
-def model_controls(service: AppService, collection: str | None) -> tuple[str | None, str]:
+def model_controls(service: Service, collection: str | None) -> tuple[str | None, str]:
     models = {info.key: info for info in service.models()}
     if error := st.session_state.pop("sidebar_error", None):
         st.error(text(error))
@@ -139,11 +139,11 @@ def model_controls(service: AppService, collection: str | None) -> tuple[str | N
     return model, runtime
 
 
-def model_label(service: AppService, info: ModelInfo) -> str:
+def model_label(service: Service, info: ModelInfo) -> str:
     return info.key if service.usable(info) else f"{info.key} — not downloaded"
 
 
-def indexer_controls(service: AppService) -> tuple[str, tuple[tuple[str, Any], ...]]:
+def indexer_controls(service: Service) -> tuple[str, tuple[tuple[str, Any], ...]]:
     indexers = service.indexers()
     name = st.selectbox(
         "Index",
@@ -178,7 +178,7 @@ def param_input(indexer: str, name: str, default: Any) -> Any:
 
 
 def search_tab(
-    service: AppService, selection: Selection, k: int, threshold: float, order: str
+    service: Service, selection: Selection, k: int, threshold: float, order: str
 ) -> None:
     like = st.session_state.get("like")
     left, right = st.columns(2)
@@ -215,7 +215,7 @@ def search_tab(
         results_grid(service, selection, outcome, order)
 
 
-def welcome(service: AppService, selection: Selection, mode: str) -> None:
+def welcome(service: Service, selection: Selection, mode: str) -> None:
     counts = service.counts(selection.collection)
     if counts["items"] == 0:
         st.info(
@@ -259,7 +259,7 @@ def more_like(item_id: int, name: str) -> None:
     st.session_state.like = {"item_id": item_id, "name": name}
 
 
-def results_grid(service: AppService, selection: Selection, outcome: Outcome, order: str) -> None:
+def results_grid(service: Service, selection: Selection, outcome: Outcome, order: str) -> None:
     started = time.perf_counter()
     timings = st.empty()
     if outcome.parity:
@@ -286,7 +286,7 @@ def results_grid(service: AppService, selection: Selection, outcome: Outcome, or
     )
 
 
-def image_card(service: AppService, collection: str, result: Result, thumb: Path | None) -> None:
+def image_card(service: Service, collection: str, result: Result, thumb: Path | None) -> None:
     hit = result.hit
     if thumb is not None:
         st.image(str(thumb), width="stretch")
@@ -301,7 +301,7 @@ def image_card(service: AppService, collection: str, result: Result, thumb: Path
     more_like_button(hit.item_id, hit.item_id, result.name)
 
 
-def video_card(service: AppService, collection: str, result: Result, thumb: Path | None) -> None:
+def video_card(service: Service, collection: str, result: Result, thumb: Path | None) -> None:
     hit = result.hit
     best = max(result.moments, key=lambda moment: moment.score)
     state = f"video::{hit.path}"
@@ -375,7 +375,7 @@ def forget_players_on_new_query(query: Query) -> None:
 
 
 @st.dialog("Preview", width="large")
-def enlarge(service: AppService, collection: str, result: Result) -> None:
+def enlarge(service: Service, collection: str, result: Result) -> None:
     hit = result.hit
     preview = service.preview(collection, hit.path)
     if preview is not None:
@@ -399,7 +399,7 @@ def enlarge(service: AppService, collection: str, result: Result) -> None:
 # -- indexing -------------------------------------------------------------------------------
 
 
-def index_tab(service: AppService, selection: Selection) -> None:
+def index_tab(service: Service, selection: Selection) -> None:
     st.text_input(
         "Folder to add (on this computer)",
         key="folder",
@@ -424,7 +424,7 @@ def index_tab(service: AppService, selection: Selection) -> None:
 
 
 @st.fragment(run_every=0.5)
-def live_progress(service: AppService, collection: str) -> None:
+def live_progress(service: Service, collection: str) -> None:
     """Re-drawn twice a second while a run lasts; the page around it stays usable."""
     status = service.job_status(collection)
     if status is None or not status.running:
@@ -441,7 +441,7 @@ def live_progress(service: AppService, collection: str) -> None:
     )
 
 
-def job_summary(service: AppService, status: JobStatus) -> None:
+def job_summary(service: Service, status: JobStatus) -> None:
     if status.state == "failed":
         st.error(text(f"Indexing {status.folder} failed: {status.error}"))
     else:

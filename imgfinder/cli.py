@@ -35,7 +35,10 @@ errors = Console(stderr=True)
 _state: dict[str, Any] = {"debug": False}
 
 CollectionOpt = Annotated[
-    str, typer.Option("--collection", "-c", help="Collection name (under ./indexes) or path.")
+    str,
+    typer.Option(
+        "--collection", "-c", help="Collection name (in the data folder) or a path (/… or ./…)."
+    ),
 ]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model key from `imgfinder models list`.")
@@ -265,7 +268,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
 ) -> None:
     """Show what a collection holds."""
-    from imgfinder.store.collection import Collection, resolve_collection
+    from imgfinder.config import resolve_collection
+    from imgfinder.store.collection import Collection
 
     target = Collection(resolve_collection(collection), create=False)
     catalog = target.catalog
@@ -304,7 +308,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Check a collection: SQLite integrity, vector files against the catalog, saved indexes."""
-    from imgfinder.store.collection import Collection, resolve_collection
+    from imgfinder.config import resolve_collection
+    from imgfinder.store.collection import Collection
     from imgfinder.store.health import check as check_collection
 
     target = Collection(resolve_collection(collection), create=False)
@@ -324,8 +329,9 @@ def check(
 @app.command()
 def repair(collection: CollectionOpt = "default") -> None:
     """Redo only what `check` finds missing or damaged; what is sound is kept."""
+    from imgfinder.config import resolve_collection
     from imgfinder.repair import repair as repair_collection
-    from imgfinder.store.collection import Collection, resolve_collection
+    from imgfinder.store.collection import Collection
 
     target = Collection(resolve_collection(collection), create=False)
     report = repair_collection(target)
@@ -356,8 +362,8 @@ def demo_build(
     seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 2024,
 ) -> None:
     """Generate the demo folder (images and videos with known events) and index it."""
+    from imgfinder.config import resolve_collection
     from imgfinder.demo_collection import build_demo
-    from imgfinder.store.collection import resolve_collection
 
     started = time.perf_counter()
     target = resolve_collection(collection)

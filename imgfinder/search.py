@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.atomic import atomic_write_text
+from imgfinder.config import resolve_collection
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import CatalogError, ConfigError, ImgFinderError, MediaError, ModelError
 from imgfinder.indexers.base import Indexer
@@ -24,7 +25,7 @@ from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
-from imgfinder.store.collection import STAMP, Collection, resolve_collection
+from imgfinder.store.collection import STAMP, Collection
 
 log = logging.getLogger(__name__)
 

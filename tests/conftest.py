@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,12 @@ from PIL import Image
 from imgfinder.embedders.base import Embedder, l2_normalize
 
 SMALL_DEMO_IMAGES = 300
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Collections named in tests live in a data folder of their own, never the user's."""
+    os.environ["IMGFINDER_DATA_DIR"] = tempfile.mkdtemp(prefix="imgfinder-tests-")
+
 
 PALETTE = {
     "red": (220, 30, 30),

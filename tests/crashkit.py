@@ -222,6 +222,8 @@ class Fingerprint:
     strays: frozenset[str]
     #: what `imgfinder check` finds, and files without vectors; empty when the collection is sound
     problems: tuple[str, ...]
+    #: what `imgfinder check` finds in saved indexes (a save cut short is rebuilt by design)
+    index_problems: tuple[str, ...]
     #: vector rows no live item refers to: work a killed run did not get to commit
     spare_rows: int = field(default=0, compare=False)
 
@@ -249,6 +251,7 @@ class Fingerprint:
     def differences(self, other: Fingerprint) -> list[str]:
         """Readable reasons why two fingerprints differ (for assertion messages)."""
         reasons = [f"problem: {p}" for p in self.problems + other.problems]
+        reasons += [f"problem: {p}" for p in self.index_problems + other.index_problems]
         for name, mine, theirs in (
             ("items", self.items, other.items),
             ("vectors", set(self.vectors), set(other.vectors)),
@@ -278,7 +281,8 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
     collection = Collection(directory, create=False)
     try:
         catalog = collection.catalog
-        problems = [problem.what for problem in check(collection)]
+        findings = check(collection)
+        problems = [problem.what for problem in findings if problem.saved_index is None]
         key = collection.manifest.get("embedder_key")
         vectors: dict[tuple[str, float | None], bytes] = {}
         times: dict[str, list[float | None]] = {}
@@ -310,6 +314,7 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
             thumbs=_thumbs(collection.thumbs_dir()),
             strays=_temps(directory),
             problems=tuple(problems),
+            index_problems=tuple(p.what for p in findings if p.saved_index is not None),
             spare_rows=spare,
         )
     finally:
@@ -521,30 +526,42 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
     return Kill(moment, process.returncode == -signal.SIGKILL, time.monotonic() - started)
 
 
-#: the order of a round's kills: those that leave work behind come first, since each re-run
-#: resumes where the last one stopped and a finished collection has only start-up left to kill
-ROUND = ("start-up", "images", "commit", "writing", "images", "start-up", "commit", "images")
-ROUND += ("commit", "videos", "writing", "videos", "saving", "start-up", "saving", "writing")
+#: a round's kills in order, each with the range of its `after`: those that leave work behind
+#: come first, since each re-run resumes where the last one stopped; the first "writing" kill
+#: lands in the manifest written before any work, the later ones in thumbnails or saved indexes
+ROUND: tuple[tuple[str, tuple[int, int]], ...] = (
+    ("start-up", (0, 0)),
+    ("images", (1, 2 * BATCH)),
+    ("writing", (0, 0)),
+    ("commit", (1, 2)),
+    ("images", (1, 2 * BATCH)),
+    ("start-up", (0, 0)),
+    ("images", (1, 2 * BATCH)),
+    ("commit", (1, 2)),
+    ("images", (1, 2 * BATCH)),
+    ("videos", (0, 0)),
+    ("writing", (1, 3)),
+    ("videos", (0, 0)),
+    ("saving", (0, 0)),
+    ("start-up", (0, 0)),
+    ("saving", (0, 0)),
+    ("writing", (0, 3)),
+)
+#: seconds to wait after a phase is reached, at most
+DELAYS = {"start-up": 1.0, "images": 0.01, "commit": 0.005, "videos": 0.02, "saving": 0.003}
 
 
-def plan_kills(rng: random.Random, startup: float, count: int = len(ROUND)) -> list[Moment]:
-    """The moments of one round, with random rows, commits and delays; `startup` is how long a
-    run takes to begin indexing, so start-up kills land anywhere before the first commit."""
-    moments = []
-    for phase in (ROUND * (count // len(ROUND) + 1))[:count]:
-        if phase == "start-up":
-            moments.append(Moment(phase, delay=rng.uniform(0.0, startup)))
-        elif phase == "images":
-            moments.append(Moment(phase, rng.randint(1, 2 * BATCH), rng.uniform(0.0, 0.01)))
-        elif phase == "commit":
-            moments.append(Moment(phase, rng.randint(1, 2), rng.uniform(0.0, 0.005)))
-        elif phase == "videos":
-            moments.append(Moment(phase, delay=rng.uniform(0.0, 0.02)))
-        elif phase == "writing":
-            moments.append(Moment(phase, rng.randint(0, 3)))
-        else:
-            moments.append(Moment(phase, delay=rng.uniform(0.0, 0.003)))
-    return moments
+def plan_kills(rng: random.Random, startup: float) -> list[Moment]:
+    """A round's moments with random rows, commits and delays; `startup` is how long a run takes
+    to begin indexing, so that start-up kills land anywhere before the first commit."""
+    return [
+        Moment(
+            phase,
+            rng.randint(*after),
+            rng.uniform(0.0, DELAYS.get(phase, 0.0) * (startup if phase == "start-up" else 1)),
+        )
+        for phase, after in ROUND
+    ]
 
 
 @dataclass
@@ -566,18 +583,21 @@ class Round:
         return [kill for kill in self.kills if kill.killed]
 
 
-def kill_round(
-    clean: Clean, collection: Path, rng: random.Random, count: int = len(ROUND)
-) -> Round:
-    """Kill `imgfinder index` at `count` planned moments (re-running after each), check every
-    state it leaves, then let a last run finish. The late/ folder is held back until that last
-    run, so it has new files to index whatever the kills left."""
+def kill_round(clean: Clean, collection: Path, rng: random.Random, kills: int = 10) -> Round:
+    """Kill `imgfinder index` at the planned moments, re-running after each, and then in its
+    start-up until at least `kills` runs were killed; check every state a kill leaves, then let
+    a last run finish. The late/ folder is held back until that last run, so it has new files
+    to index whatever the kills left."""
     command = index_command([clean.media.root], collection)
     result = Round()
+    planned = plan_kills(rng, clean.startup)
     held = collection.parent / f"{collection.name}-late"
     os.rename(clean.media.late, held)
     try:
-        for moment in plan_kills(rng, clean.startup, count):
+        while planned or len(result.killed) < kills:
+            if len(result.kills) > len(ROUND) + 2 * kills:
+                raise RuntimeError(f"only {len(result.killed)} of {result.kills} runs were killed")
+            moment = planned.pop(0) if planned else Moment("start-up", 0, rng.uniform(0.0, 0.3))
             kill = kill_at(command, collection, moment)
             result.kills.append(kill)
             if (collection / MANIFEST).exists():
@@ -590,6 +610,17 @@ def kill_round(
     result.report = run_index([clean.media.root], collection)
     result.after = collection_fingerprint(collection)
     return result
+
+
+def shared_rows(collection: Path) -> int:
+    """How many vector rows the catalog gives to more than one item (two writers appending at
+    once would hand out the same row twice)."""
+    opened = Collection(collection, create=False)
+    try:
+        rows = list(opened.catalog.snapshot(opened.manifest["embedder_key"]).rows.values())
+    finally:
+        opened.close()
+    return len(rows) - len(set(rows))
 
 
 # -- two writers ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from conftest import ColorEmbedder, make_image
 
 from imgfinder.search import SearchModel
-from imgfinder.webapp.service import AppService, Query, Selection, Settings
+from imgfinder.service import Query, Selection, Service, Settings
 
 
 def adds_up(summary: dict) -> bool:
@@ -84,9 +84,7 @@ def test_names_that_are_not_utf8_are_indexed_shown_and_served(tmp_path: Path) ->
     assert os.fsencode(hit.path) == os.fsencode(odd)  # the exact bytes, round trip
     model.close()
 
-    service = AppService(
-        Settings(indexes_dir=str(tmp_path / "indexes")), lambda *_: ColorEmbedder()
-    )
+    service = Service(Settings(indexes_dir=str(tmp_path / "indexes")), lambda *_: ColorEmbedder())
     selection = Selection(str(tmp_path / "indexes" / "c"), "demo")
     (card, *_) = service.search(selection, Query.for_text("red"), 1, None).results
     assert card.name == "\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd.png"  # shown, never a crash

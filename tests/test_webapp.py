@@ -19,20 +19,20 @@ from PIL import Image
 
 from imgfinder.errors import ConfigError, ModelError
 from imgfinder.media.scan import content_hash
+from imgfinder.media.served import UnsafePathError, is_under, open_indexed
+from imgfinder.media.thumbs import GRID_SIZE, frame_thumbnail, image_thumbnail, jpeg_bytes
+from imgfinder.media.uploads import UploadError, check_upload, sniff_format
 from imgfinder.search import Hit, SearchModel
-from imgfinder.store.catalog import FileRecord
-from imgfinder.webapp.format import escape_markdown, format_ms, format_seconds
-from imgfinder.webapp.safe_paths import UnsafePathError, is_under, open_indexed
-from imgfinder.webapp.service import (
-    AppService,
+from imgfinder.service import (
     Query,
     Selection,
+    Service,
     Settings,
     _display_name,
     load_factory,
 )
-from imgfinder.webapp.thumbnails import GRID_SIZE, frame_thumbnail, image_thumbnail, jpeg_bytes
-from imgfinder.webapp.uploads import UploadError, check_upload, sniff_format
+from imgfinder.store.catalog import FileRecord
+from imgfinder.textfmt import escape_markdown, format_ms, format_seconds
 
 #: embedders built by `color_embedder`, by model key: lets tests see that nothing reloads
 LOADS: Counter[str] = Counter()
@@ -98,9 +98,9 @@ def album(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> AppService:
+def service(tmp_path: Path) -> Service:
     settings = Settings(indexes_dir=str(tmp_path / "indexes"), embedder_factory=FACTORY)
-    app_service = AppService(settings)
+    app_service = Service(settings)
     yield app_service
     app_service.close()
 
@@ -235,9 +235,7 @@ def test_thumbnails_are_small_cached_and_follow_edits(tmp_path: Path) -> None:
 # -- the service ----------------------------------------------------------------------------
 
 
-def test_text_search_with_timings_and_query_cache(
-    service: AppService, selection: Selection
-) -> None:
+def test_text_search_with_timings_and_query_cache(service: Service, selection: Selection) -> None:
     outcome = service.search(selection, Query.for_text("красный"), 3, 0.2)
     assert not outcome.error
     assert [Path(r.hit.path).name.split("_")[0] for r in outcome.results[:2]] == ["red", "red"]
@@ -248,7 +246,7 @@ def test_text_search_with_timings_and_query_cache(
     assert LOADS["demo"] >= 1
 
 
-def test_empty_states_say_why(service: AppService, selection: Selection, tmp_path: Path) -> None:
+def test_empty_states_say_why(service: Service, selection: Selection, tmp_path: Path) -> None:
     high = service.search(selection, Query.for_text("blue"), 10, 1.0)
     assert high.results == [] and not high.error
     assert high.empty_reason.startswith("Nothing above 1.00 — lower the threshold?")
@@ -260,7 +258,7 @@ def test_empty_states_say_why(service: AppService, selection: Selection, tmp_pat
 
 
 def test_image_query_and_more_like_this(
-    service: AppService, selection: Selection, album: Path
+    service: Service, selection: Selection, album: Path
 ) -> None:
     data = (album / "yellow_1.png").read_bytes()
     outcome = service.search(selection, Query.for_image(data), 4, None)
@@ -271,7 +269,7 @@ def test_image_query_and_more_like_this(
     assert Path(similar.results[0].hit.path).name == "yellow_0.png"
 
 
-def test_errors_become_one_sentence(service: AppService, selection: Selection) -> None:
+def test_errors_become_one_sentence(service: Service, selection: Selection) -> None:
     bad = service.search(selection, Query.for_image(b"hello"), 4, None)
     assert bad.error == "That file is not a JPEG, PNG or WebP image (checked by its content)."
     missing = service.search(Selection(selection.collection, "clip"), Query.for_text("x"), 4, 0)
@@ -297,7 +295,7 @@ def count_index_builds(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> C
 
 
 def test_models_and_indexes_load_once(
-    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
+    service: Service, selection: Selection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built = count_index_builds(monkeypatch)
     before = LOADS["demo"]
@@ -312,7 +310,7 @@ def test_models_and_indexes_load_once(
 
 
 def test_concurrent_sessions_share_one_load(
-    service: AppService, selection: Selection, monkeypatch: pytest.MonkeyPatch
+    service: Service, selection: Selection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sessions are threads: eight searching at once load the model and build the index once."""
     # a slow build widens the window in which a second session could race the first
@@ -328,7 +326,7 @@ def test_concurrent_sessions_share_one_load(
     assert LOADS["demo"] - before <= 1 and built == Counter({"faiss": 1})
 
 
-def test_video_hits_become_one_card_with_moments(service: AppService, tmp_path: Path) -> None:
+def test_video_hits_become_one_card_with_moments(service: Service, tmp_path: Path) -> None:
     model = SearchModel(tmp_path / "c", ColorEmbedder())
     video = str(tmp_path / "clip.mp4")
     hits = [
@@ -350,7 +348,7 @@ def test_display_names() -> None:
 
 
 def test_originals_only_under_roots(
-    service: AppService, selection: Selection, album: Path, tmp_path: Path
+    service: Service, selection: Selection, album: Path, tmp_path: Path
 ) -> None:
     inside = str(album / "red_0.png")
     assert service.read_original(selection.collection, inside) == Path(inside).read_bytes()
@@ -371,7 +369,7 @@ def test_indexing_in_background_keeps_search_working(
 ) -> None:
     gated = HeldEmbedder(threading.Event())
     settings = Settings(indexes_dir=str(tmp_path / "indexes"), allowed_roots=(str(tmp_path),))
-    service = AppService(settings, lambda k, r: gated)
+    service = Service(settings, lambda k, r: gated)
     new = tmp_path / "new"
     for number in range(3):
         make_image(new / f"purple_{number}.png", "purple", seed=number)
@@ -402,7 +400,7 @@ def test_indexing_in_background_keeps_search_working(
 def test_cancel_and_bad_folders(tmp_path: Path, selection: Selection) -> None:
     gated = HeldEmbedder(threading.Event())
     settings = Settings(indexes_dir=str(tmp_path / "indexes"), allowed_roots=(str(tmp_path),))
-    service = AppService(settings, lambda k, r: gated)
+    service = Service(settings, lambda k, r: gated)
     folder = tmp_path / "many"
     for number in range(40):
         make_image(folder / f"red_{number}.png", "red", seed=number)
@@ -437,16 +435,17 @@ def test_allowed_roots_default_to_home_and_the_indexes_folder(tmp_path: Path) ->
 
 
 def test_settings_and_factory_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"IMGFINDER_COLLECTION": "indexes/demo", "IMGFINDER_EMBEDDER_FACTORY": FACTORY}
+    env = {"IMGFINDER_COLLECTION": "./indexes/demo", "IMGFINDER_EMBEDDER_FACTORY": FACTORY}
     settings = Settings.from_env(env)
-    assert settings.collection == "indexes/demo" and settings.embedder_factory == FACTORY
-    assert Settings.from_env({}).indexes_dir == "indexes"
+    assert settings.collection == "./indexes/demo" and settings.embedder_factory == FACTORY
+    moved = Settings.from_env({"IMGFINDER_DATA_DIR": "/data"})
+    assert moved.indexes_dir == str(Path("/data") / "indexes")
     assert load_factory(FACTORY) is color_embedder
     for spec in ("nocolon", "no_such_module_xyz:f", "test_webapp:nope"):
         with pytest.raises(ConfigError):
             load_factory(spec)
     with pytest.raises(ConfigError, match="collection name"):
-        AppService(Settings(embedder_factory=FACTORY)).create_collection("../up")
+        Service(Settings(embedder_factory=FACTORY)).create_collection("../up")
 
 
 def test_text_helpers() -> None:

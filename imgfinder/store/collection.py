@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,6 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 #: beside a saved index: the generation and embedder key it was built from
 STAMP = "stamp.json"
-
-
-def default_indexes_dir() -> Path:
-    """Where named collections live: $IMGFINDER_INDEXES or ./indexes."""
-    return Path(os.environ.get("IMGFINDER_INDEXES", "indexes"))
-
-
-def resolve_collection(name_or_path: str | Path) -> Path:
-    """A bare name means a folder under the indexes dir; anything with a slash is a path."""
-    text = str(name_or_path)
-    if os.sep in text or "/" in text or text.startswith("."):
-        return Path(text)
-    return default_indexes_dir() / text
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -57,8 +43,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def list_collections(indexes_dir: Path | None = None) -> list[Path]:
-    base = indexes_dir or default_indexes_dir()
+def list_collections(base: Path) -> list[Path]:
     if not base.is_dir():
         return []
     return sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())

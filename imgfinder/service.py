@@ -1,8 +1,8 @@
-"""The app's library side: one thread-safe facade over SearchModel, shared by every session.
+"""The one UI-free facade every shell calls: the page, the CLI and the HTTP API.
 
-Streamlit re-runs `app.py` on every click and serves sessions from parallel threads. This
-service keeps collections, embedders and vector indexes loaded once per process, runs indexing
-in background threads while searches go on, and hands the page plain data to render.
+It keeps collections, embedders and vector indexes loaded once per process (Streamlit serves
+sessions from parallel threads, the API from a thread pool), runs indexing in background
+threads while searches go on, and hands the shells plain data; what they say is theirs.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import importlib
 import importlib.util
 import logging
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
 from imgfinder.embedders.base import Embedder
 from imgfinder.embedders.onnx import parity_summary
 from imgfinder.embedders.registry import (
@@ -38,61 +38,25 @@ from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
 from imgfinder.indexing import Progress
 from imgfinder.media.images import decode_ahead
 from imgfinder.media.scan import Skipped
+from imgfinder.media.served import is_under, open_indexed
+from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
+from imgfinder.media.uploads import CheckedUpload, check_upload
 from imgfinder.search import Hit, SearchModel
-from imgfinder.store.collection import Collection, default_indexes_dir, list_collections
-from imgfinder.webapp.format import display_path
-from imgfinder.webapp.safe_paths import is_under, open_indexed
-from imgfinder.webapp.thumbnails import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
-from imgfinder.webapp.uploads import CheckedUpload, check_upload
+from imgfinder.store.collection import Collection, list_collections
+from imgfinder.textfmt import display_path
 
 log = logging.getLogger(__name__)
 
-#: "module:function" of an embedder factory `(model_key, runtime) -> Embedder`; tests use it
-#: to run the app with a tiny offline embedder instead of the model registry
-EMBEDDER_FACTORY_ENV = "IMGFINDER_EMBEDDER_FACTORY"
 #: where the threshold slider starts when no model is selected (each model has its own)
 FALLBACK_THRESHOLD = 0.2
 #: queries offered one click away on a collection that names none of its own
 DEFAULT_EXAMPLES = ("собака на пляже", "a red car at night")
 #: which package each optional runtime needs
 RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _QUERY_CACHE_SIZE = 128
 _PRESENCE_TTL = 5.0
 
 EmbedderFactory = Callable[[str, str], Embedder]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the process was started with; hashable, so `st.cache_resource` can key on it."""
-
-    collection: str | None = None
-    indexes_dir: str = "indexes"
-    model_dir: str | None = None
-    embedder_factory: str | None = None
-    #: folders the page may index (and below them); empty means the home folder and the
-    #: indexes folder (where the demo keeps its media)
-    allowed_roots: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """IMGFINDER_COLLECTION, IMGFINDER_INDEXES, IMGFINDER_MODEL_DIR, IMGFINDER_ALLOWED_ROOTS
-        (folders separated by the platform's path separator), the factory hook."""
-        indexes = environ.get("IMGFINDER_INDEXES") or str(default_indexes_dir())
-        allowed = environ.get("IMGFINDER_ALLOWED_ROOTS", "")
-        return cls(
-            collection=environ.get("IMGFINDER_COLLECTION") or None,
-            indexes_dir=indexes,
-            model_dir=environ.get("IMGFINDER_MODEL_DIR") or None,
-            embedder_factory=environ.get(EMBEDDER_FACTORY_ENV) or None,
-            allowed_roots=tuple(part for part in allowed.split(os.pathsep) if part),
-        )
-
-    def indexable_roots(self) -> list[Path]:
-        """Real paths of the folders the page may index."""
-        roots = self.allowed_roots or (str(Path.home()), self.indexes_dir)
-        return [Path(os.path.realpath(Path(root).expanduser())) for root in roots]
 
 
 @dataclass(frozen=True)
@@ -289,7 +253,7 @@ class IndexJob:
             self._status = replace(self._status, eta=None, elapsed=elapsed, **changes)
 
 
-class AppService:
+class Service:
     """Thread-safe: any number of sessions may search while collections are being indexed."""
 
     def __init__(self, settings: Settings, factory: EmbedderFactory | None = None) -> None:
@@ -321,14 +285,14 @@ class AppService:
         return [default, *others]
 
     def default_collection(self) -> Path | None:
-        return Path(self.settings.collection) if self.settings.collection else None
+        if not self.settings.collection:
+            return None
+        return self.settings.collection_path(self.settings.collection)
 
     def create_collection(self, name: str) -> Path:
         """A new, empty collection folder under the indexes folder."""
-        if not _COLLECTION_NAME.match(name):
-            raise ConfigError(
-                "a collection name uses letters, digits, '-', '_' or '.', up to 64 characters"
-            )
+        if not COLLECTION_NAME.match(name) or name in (".", ".."):
+            raise ConfigError(f"a collection name uses {NAME_RULE}")
         path = self.indexes_dir / name
         self.collection(path)
         return path
