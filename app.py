@@ -211,6 +211,8 @@ def search_tab(
     outcome = service.search(selection, query, k, threshold, SHOWS[show])
     if outcome.error:
         st.error(text(outcome.error))
+    elif not outcome.results:
+        st.info(text(why_empty(outcome, threshold, SHOWS[show])), icon=":material/filter_alt_off:")
     else:
         results_grid(service, selection, outcome, order)
 
@@ -259,14 +261,24 @@ def more_like(item_id: int, name: str) -> None:
     st.session_state.like = {"item_id": item_id, "name": name}
 
 
+def why_empty(outcome: Outcome, threshold: float, kind: str | None) -> str:
+    if outcome.empty == "nothing_indexed":
+        return "This collection has nothing indexed yet — add a folder in the Index tab."
+    if outcome.empty == "no_such_kind":
+        return f"This collection has no {kind}s — show everything instead?"
+    if outcome.empty == "below_threshold":
+        best = outcome.best_score
+        hint = f" The best match scores {best:.2f}." if best is not None else ""
+        return f"Nothing above {threshold:.2f} — lower the threshold?{hint}"
+    return "Nothing similar was found."
+
+
 def results_grid(service: Service, selection: Selection, outcome: Outcome, order: str) -> None:
     started = time.perf_counter()
     timings = st.empty()
     if outcome.parity:
         label = RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)
         st.caption(f"{label} {outcome.parity} (measured at export)")
-    if not outcome.results:
-        st.info(text(outcome.empty_reason), icon=":material/filter_alt_off:")
     results = outcome.results if order == SORTS[0] else outcome.results[::-1]
     thumbs = service.thumbnails(selection.collection, [result.hit for result in results])
     for start in range(0, len(results), COLUMNS):

@@ -118,15 +118,23 @@ class Result:
     moments: tuple[Moment, ...] = ()
 
 
+#: why a search found nothing: the collection is empty, has nothing of the kind asked for, the
+#: query matched nothing at all, or nothing scored above the threshold (`Outcome.best_score`)
+EMPTY_REASONS = ("nothing_indexed", "no_such_kind", "nothing_similar", "below_threshold")
+
+
 @dataclass
 class Outcome:
     """What one search produced, how long each step took, and why it is empty if it is."""
 
+    hits: list[Hit] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     encode_s: float = 0.0
     search_s: float = 0.0
     cached_query: bool = False
-    empty_reason: str = ""
+    #: one of EMPTY_REASONS when there are no hits; each shell words it
+    empty: str = ""
+    best_score: float | None = None
     error: str = ""
     #: the runtime that answered, and its measured agreement with its reference (ONNX fp32
     #: with PyTorch, int8 with fp32); empty when not measured
@@ -406,36 +414,49 @@ class Service:
         threshold: float | None,
         kind: str | None = None,
     ) -> Outcome:
-        """Run one query; library errors become `Outcome.error`, one sentence for the page.
+        """`find`, with a library error as `Outcome.error` (one sentence) instead of raised."""
+        try:
+            return self.find(selection, query, k, threshold, kind)
+        except ImgFinderError as exc:
+            return Outcome(error=_sentence(str(exc)))
+
+    def find(
+        self,
+        selection: Selection,
+        query: Query,
+        k: int,
+        threshold: float | None,
+        kind: str | None = None,
+    ) -> Outcome:
+        """Run one query through the library; raises its typed errors.
 
         `kind` ("image" or "video") limits the results to images or to video moments.
         """
         outcome = Outcome()
-        try:
-            model = self.model(selection)
-            started = time.perf_counter()
-            if query.kind == "similar":
-                hits = model.similar(query.item_id, k, threshold, kind)
-                outcome.search_s = time.perf_counter() - started
-                vector = None
-            else:
-                vector, outcome.cached_query = self._query_vector(model, query)
-                encoded = time.perf_counter()
-                hits = model.search_vector(vector, k, threshold, kind)
-                outcome.encode_s = encoded - started
-                outcome.search_s = time.perf_counter() - encoded
-            outcome.results = self._group(model, hits)
-            outcome.runtime = str(getattr(model.embedder, "runtime", ""))
-            if parity := getattr(model.embedder, "parity", None):
-                outcome.parity = parity_summary(outcome.runtime, parity)
-            if not hits:
-                outcome.empty_reason = self._why_empty(model, vector, threshold, kind)
-        except ImgFinderError as exc:
-            outcome.error = _sentence(str(exc))
+        model = self.model(selection)
+        started = time.perf_counter()
+        if query.kind == "similar":
+            hits = model.similar(query.item_id, k, threshold, kind)
+            outcome.search_s = time.perf_counter() - started
+            vector = None
+        else:
+            vector, outcome.cached_query = self._query_vector(model, query)
+            encoded = time.perf_counter()
+            hits = model.search_vector(vector, k, threshold, kind)
+            outcome.encode_s = encoded - started
+            outcome.search_s = time.perf_counter() - encoded
+        outcome.hits = hits
+        outcome.results = self._group(model, hits)
+        outcome.runtime = str(getattr(model.embedder, "runtime", ""))
+        if parity := getattr(model.embedder, "parity", None):
+            outcome.parity = parity_summary(outcome.runtime, parity)
+        if not hits:
+            outcome.empty, outcome.best_score = self._why_empty(model, vector, threshold, kind)
         return outcome
 
     def _query_vector(self, model: SearchModel, query: Query) -> tuple[np.ndarray, bool]:
-        """The query's embedding; repeated queries (a slider moved) are not encoded again."""
+        """The query's embedding, by the library's own checks; a repeated query (a slider
+        moved) is not encoded again."""
         model.check_embedded()
         key = (model.embedder.key, *query.cache_key())
         with self._lock:
@@ -443,12 +464,10 @@ class Service:
                 self._queries.move_to_end(key)
                 return self._queries[key], True
         if query.kind == "text":
-            if not query.text:
-                raise ConfigError("type something to search for")
-            vector = model.embedder.embed_texts([query.text])[0]
+            vector = model.encode_text(query.text)
         else:
             upload = self.check_upload(query.data, model.embedder.image_size)
-            vector = model.embedder.embed_images([upload.image])[0]
+            vector = model.encode_image(upload.image)
         with self._lock:
             self._queries[key] = vector
             while len(self._queries) > _QUERY_CACHE_SIZE:
@@ -466,17 +485,16 @@ class Service:
         vector: np.ndarray | None,
         threshold: float | None,
         kind: str | None,
-    ) -> str:
+    ) -> tuple[str, float | None]:
         if len(model.vector_index()) == 0:
-            return "This collection has nothing indexed yet — add a folder in the Index tab."
+            return "nothing_indexed", None
         counts = model.collection.catalog.counts()
         if kind is not None and counts[f"{kind}s"] == 0:
-            return f"This collection has no {kind}s — show everything instead?"
+            return "no_such_kind", None
         if threshold is None:
-            return "Nothing similar was found."
+            return "nothing_similar", None
         best = model.search_vector(vector, 1, None, kind) if vector is not None else []
-        hint = f" The best match scores {best[0].score:.2f}." if best else ""
-        return f"Nothing above {threshold:.2f} — lower the threshold?{hint}"
+        return "below_threshold", (best[0].score if best else None)
 
     def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:
         """One card per image and per video; a video's card carries all its moments."""

@@ -712,7 +712,7 @@ class Stale:
 
     #: a fresh model's index that did not hold what the catalog held at its own generation
     stale_looks: int
-    #: a saved index stamped with the catalog's generation that lacks some of its items
+    #: saved indexes seen stamped with the catalog's generation yet lacking some of its items
     stale_saves: int
     #: new images a fresh model opened after the writer did not find as themselves
     missing: list[str]
@@ -723,35 +723,40 @@ class Stale:
     seconds: float
 
 
-def saved_index_problems(collection: Path) -> list[str]:
+def saved_index_problems(collection: Collection) -> list[str]:
     """A saved index stamped with the catalog's current generation must hold exactly the
-    catalog's live items, as a model loading it would trust it to."""
+    catalog's live items, as a model that loads it trusts it to. Safe while others save: an
+    index whose stamp or generation changed while it was read is not judged."""
     from imgfinder.indexers.base import Indexer
 
+    key = collection.manifest["embedder_key"]
+    store = collection.vectors(key, int(collection.manifest["embedders"][key]["dim"]))
+    snapshot = collection.catalog.snapshot(key)
     problems = []
-    opened = Collection(collection, create=False)
-    try:
-        key = opened.manifest["embedder_key"]
-        store = opened.vectors(key, int(opened.manifest["embedders"][key]["dim"]))
-        snapshot = opened.catalog.snapshot(key)
-        for stamp in sorted((collection / "index").glob(f"*/{STAMP}")):
-            saved = json.loads(stamp.read_text())
-            if saved.get("generation") != snapshot.generation:
-                continue  # an older save; no model would load it for this generation
+    for stamp in sorted((collection.dir / "index").glob(f"*/{STAMP}")):
+        try:
+            before = stamp.read_text()
             index = Indexer.load(stamp.parent)
-            if len(index) != len(snapshot.rows):
-                problems.append(
-                    f"{stamp.parent.name} is stamped {saved} but holds {len(index)} items, "
-                    f"not the {len(snapshot.rows)} of that generation"
-                )
-                continue
-            ids = np.asarray(list(snapshot.rows), dtype=np.int64)
-            vectors = store.read(np.asarray([snapshot.rows[i] for i in ids], dtype=np.int64))
-            scores, _ = index.search(vectors, 1) if len(ids) else (np.ones((0, 1)), None)
-            if len(ids) and float(scores[:, 0].min()) < 0.999:
-                problems.append(f"{stamp.parent.name} lacks some items of generation {saved}")
-    finally:
-        opened.close()
+            after = stamp.read_text()
+        except (OSError, ValueError):  # removed or replaced by a save under way
+            continue
+        saved = json.loads(before)
+        if (
+            before != after
+            or saved.get("generation") != snapshot.generation
+            or collection.catalog.generation() != snapshot.generation
+        ):
+            continue  # an older save, which no model loads for this generation, or a new one
+        if len(index) != len(snapshot.rows):
+            problems.append(
+                f"{stamp.parent.name} is stamped {saved} but holds {len(index)} items, "
+                f"not the {len(snapshot.rows)} of that generation"
+            )
+            continue
+        ids = list(snapshot.rows)
+        vectors = store.read(np.asarray([snapshot.rows[i] for i in ids], dtype=np.int64))
+        if ids and float(index.search(vectors, 1)[0][:, 0].min()) < 0.999:
+            problems.append(f"{stamp.parent.name} lacks some items of generation {saved}")
     return problems
 
 
@@ -806,7 +811,7 @@ def stale_trial(
     lasting.search_text("a red circle", k=3)
     live = len(lasting.collection.catalog.snapshot(lasting.embedder.key).rows)
     held = len(lasting.vector_index())
-    stale_saves = len(saved_index_problems(collection))
+    stale_saves = int(seen.get("stale_saves", 0)) + len(saved_index_problems(lasting.collection))
     fresh = SearchModel(collection, lasting.embedder, create=False, model_name="demo")
     missing = [
         str(path)
@@ -839,7 +844,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`write COLLECTION FOLDER...`: once the reader is ready, index each folder in a run of its
     own with short random pauses between runs, then create COLLECTION/writer.done.
     `read COLLECTION`: open fresh models and query a long-lived one in turns until writer.done
-    appears, and print as JSON how often an index did not match its generation."""
+    appears, and print as JSON how often a model's index or a saved index did not match its
+    generation."""
     parser = argparse.ArgumentParser(prog="crashkit")
     parser.add_argument("role", choices=("write", "read"))
     parser.add_argument("collection", type=Path)
@@ -878,29 +884,27 @@ def _read(collection: Path, limit: float = 60.0) -> dict:
 
     lasting = SearchModel(collection, "demo", create=False)
     key = lasting.embedder.key
-    looks = stale = 0
+    looks = stale = stale_saves = 0
     errors: list[str] = []
     deadline = time.monotonic() + limit
     (collection / READY).touch()
     while not (collection / DONE).exists() and time.monotonic() < deadline:
-        for model in (
-            SearchModel(collection, lasting.embedder, create=False, model_name="demo"),
-            lasting,
-        ):
+        fresh = SearchModel(collection, lasting.embedder, create=False, model_name="demo")
+        for model in (fresh, lasting):
             try:
                 generation = model.collection.catalog.generation()
                 size = len(model.vector_index())
                 snapshot = model.collection.catalog.snapshot(key)
+                stale_saves += len(saved_index_problems(model.collection))
             except Exception as exc:  # reported, so the test says what went wrong
                 errors.append(repr(exc))
                 continue
             looks += 1
             if snapshot.generation == generation and size != len(snapshot.rows):
                 stale += 1
-            if model is not lasting:
-                model.close()
+        fresh.close()
     lasting.close()
-    return {"looks": looks, "stale": stale, "errors": errors}
+    return {"looks": looks, "stale": stale, "stale_saves": stale_saves, "errors": errors}
 
 
 if __name__ == "__main__":

@@ -249,11 +249,15 @@ def test_text_search_with_timings_and_query_cache(service: Service, selection: S
 def test_empty_states_say_why(service: Service, selection: Selection, tmp_path: Path) -> None:
     high = service.search(selection, Query.for_text("blue"), 10, 1.0)
     assert high.results == [] and not high.error
-    assert high.empty_reason.startswith("Nothing above 1.00 — lower the threshold?")
-    assert "best match scores 0." in high.empty_reason
+    assert high.empty == "below_threshold" and 0.0 < high.best_score < 1.0
     empty = Selection(str(service.create_collection("empty")), "demo")
     outcome = service.search(empty, Query.for_text("blue"), 10, 0.2)
-    assert "nothing indexed yet" in outcome.empty_reason
+    assert outcome.empty == "nothing_indexed"
+    only_videos = service.search(selection, Query.for_text("blue"), 10, 0.2, "video")
+    assert only_videos.empty == "no_such_kind"
+    for words in ("!!!???", "   "):
+        refused = service.search(selection, Query.for_text(words), 10, 0.2)
+        assert refused.error and not refused.results  # the library's own refusal
     assert service.counts(empty.collection)["items"] == 0
 
 
