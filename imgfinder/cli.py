@@ -222,8 +222,11 @@ def search(
     param: ParamOpt = None,
     model_dir: ModelDirOpt = None,
     runtime: RuntimeOpt = "auto",
-    k: Annotated[int, typer.Option("-k", help="How many results.")] = 20,
-    threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 24,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Minimum cosine similarity [default: the model's own; -1 for all]."),
+    ] = None,
     only: Annotated[
         str | None, typer.Option("--only", help="image or video: show only that kind.")
     ] = None,
@@ -236,13 +239,17 @@ def search(
         raise ConfigError("give either a text query or --image FILE")
     if only not in (None, "image", "video"):
         raise ConfigError(f"--only takes image or video, not {only!r}")
-    search_model = _open_model(
-        collection, model, indexer, param, model_dir=model_dir, runtime=runtime
-    )
-    if image is not None:
-        hits = search_model.search_image(image, k=k, threshold=threshold, kind=only)
-    else:
-        hits = search_model.search_text(query or "", k=k, threshold=threshold, kind=only)
+    from imgfinder.service import Query, Selection
+
+    service = _service(model_dir)
+    path = service.named(collection)
+    key = model or service.default_model(path)
+    params = tuple(sorted(_parse_params(param).items()))
+    chosen = Selection(str(path), key, runtime, indexer, params)
+    if threshold is None:
+        threshold = service.default_threshold(service.model_info(key))
+    wanted = Query.for_image_file(image) if image is not None else Query.for_text(query or "")
+    hits = service.find(chosen, wanted, k, threshold, only).hits
     if as_json:
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))
         return
@@ -251,6 +258,19 @@ def search(
         return
     for hit in hits:
         console.print(Text(_format_hit(hit)))
+
+
+def _service(model_dir: Path | None = None):
+    """The facade every shell calls, with this process's settings."""
+    from dataclasses import replace
+
+    from imgfinder.config import Settings
+    from imgfinder.service import Service
+
+    settings = Settings.from_env()
+    if model_dir is not None:
+        settings = replace(settings, model_dir=str(model_dir))
+    return Service(settings)
 
 
 def _format_hit(hit) -> str:
@@ -345,6 +365,35 @@ def repair(collection: CollectionOpt = "default") -> None:
         errors.print(Text(f"not repaired: {problem.what}"))
     if report.left:
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on [default: IMGFINDER_HOST or 127.0.0.1]."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: IMGFINDER_PORT or 8000].")
+    ] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs); off loopback it needs IMGFINDER_API_KEY."""
+    from dataclasses import replace
+
+    from imgfinder.config import Settings
+    from imgfinder.errors import MissingExtraError
+
+    settings = Settings.from_env()
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    try:
+        import uvicorn
+
+        from imgfinder.api import create_app
+    except ImportError as exc:
+        raise MissingExtraError("fastapi and uvicorn", "api") from exc
+    api = create_app(settings)
+    errors.print(f"serving the API on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
 
 
 demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)

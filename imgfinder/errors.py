@@ -9,6 +9,10 @@ class ConfigError(ImgFinderError):
     """Bad settings or arguments."""
 
 
+class NotFoundError(ConfigError):
+    """A collection, item or job that does not exist was asked for."""
+
+
 class ModelError(ImgFinderError):
     """A model is missing, cannot load, or does not match a collection."""
 

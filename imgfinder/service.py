@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -33,7 +34,7 @@ from imgfinder.embedders.registry import (
     list_models,
     missing_message,
 )
-from imgfinder.errors import ConfigError, ImgFinderError
+from imgfinder.errors import BusyError, ConfigError, ImgFinderError, NotFoundError
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
 from imgfinder.indexing import Progress
 from imgfinder.media.images import decode_ahead
@@ -42,7 +43,7 @@ from imgfinder.media.served import is_under, open_indexed
 from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.media.uploads import CheckedUpload, check_upload
 from imgfinder.search import Hit, SearchModel
-from imgfinder.store.collection import Collection, list_collections
+from imgfinder.store.collection import MANIFEST, Collection, list_collections, no_collection
 from imgfinder.textfmt import display_path
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ class Query:
     @classmethod
     def like(cls, item_id: int) -> Query:
         return cls("similar", item_id=int(item_id))
+
+    @classmethod
+    def for_image_file(cls, path: str | os.PathLike[str]) -> Query:
+        """An image on this machine (the CLI's --image): any format the library reads; read
+        afresh each time, never cached."""
+        return cls("file", text=os.fspath(path))
 
     def cache_key(self) -> tuple[str, str]:
         """What identifies an encoded text or image query (similar-item queries are not encoded)."""
@@ -242,7 +249,9 @@ class IndexJob:
 
     def _run(self) -> None:
         try:
-            report = self.model.index([self.folder], progress=self._progress, cancel=self._cancel)
+            report = self.model.index(
+                [self.folder], progress=self._progress, cancel=self._cancel, wait=False
+            )
         except ImgFinderError as exc:
             self._finish(state="failed", error=str(exc))
         except Exception:
@@ -296,6 +305,44 @@ class Service:
         if not self.settings.collection:
             return None
         return self.settings.collection_path(self.settings.collection)
+
+    def named(self, name: str) -> Path:
+        """The folder of an existing collection, by its name (the default one's too)."""
+        default = self.default_collection()
+        path = default if default is not None and default.name == name else None
+        path = path or self.settings.collection_path(name)
+        if not (path / MANIFEST).is_file():
+            raise no_collection(path)
+        return path
+
+    def info(self, collection: str | Path) -> dict[str, Any]:
+        """What a collection holds: counts, roots, the model it was built with."""
+        target = self.collection(collection)
+        return {
+            "name": target.name,
+            "model": target.manifest.get("model"),
+            "roots": [display_path(root) for root in target.catalog.roots()],
+            **target.catalog.counts(),
+        }
+
+    def delete_collection(self, collection: str | Path) -> None:
+        """Remove a collection's folder (never the media it indexed); refused while indexing."""
+        target = self.collection(collection)
+        key = str(target.dir)
+        lock = target.writer()
+        with self._lock:
+            running = self._jobs.get(key)
+            if (running is not None and running.status().running) or not lock.try_acquire():
+                raise BusyError(f"{target.name} is being indexed; cancel that first")
+            try:
+                for selection in [s for s in self._models if s.collection == key]:
+                    del self._models[selection]
+                self._jobs.pop(key, None)
+                target.close()
+                del self._collections[key]
+                shutil.rmtree(target.dir)
+            finally:
+                lock.release()
 
     def create_collection(self, name: str) -> Path:
         """A new, empty collection folder under the indexes folder."""
@@ -458,6 +505,8 @@ class Service:
         """The query's embedding, by the library's own checks; a repeated query (a slider
         moved) is not encoded again."""
         model.check_embedded()
+        if query.kind == "file":
+            return model.encode_image(Path(query.text)), False
         key = (model.embedder.key, *query.cache_key())
         with self._lock:
             if key in self._queries:
@@ -555,6 +604,19 @@ class Service:
         it is still the indexed file inside one of the collection's roots."""
         with self._open_indexed(self.collection(collection), path) as source:
             return source.read()
+
+    @staticmethod
+    def item(self, collection: str | Path, item_id: int) -> Hit:
+        """A stored item as a Hit (score 1: it is itself), for its thumbnail or original."""
+        found = self.collection(collection).catalog.items([item_id]).get(item_id)
+        if found is None or found.path is None:
+            raise NotFoundError(f"there is no item {item_id} in this collection")
+        t = found.t
+        return Hit(found.id, found.path, 1.0, found.kind, t, t, t)
+
+    def display_name(self, collection: str | Path, path: str) -> str:
+        """A path relative to the collection root that holds it, always printable."""
+        return display_path(_display_name(path, self.collection(collection).catalog.roots()))
 
     @staticmethod
     def _open_indexed(collection: Collection, path: str) -> BinaryIO:

@@ -526,26 +526,28 @@ def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float
     return Kill(moment, process.returncode == -signal.SIGKILL, time.monotonic() - started)
 
 
-#: a round's kills in order, each with the range of its `after`: those that leave work behind
-#: come first, since each re-run resumes where the last one stopped; the first "writing" kill
-#: lands in the manifest written before any work, the later ones in thumbnails or saved indexes
+#: a round's kills in order, each with the range of its `after`; those that need work left
+#: come first, since each re-run resumes where the last one stopped (`reachable` skips a kill
+#: whose phase no run will reach again)
 ROUND: tuple[tuple[str, tuple[int, int]], ...] = (
     ("start-up", (0, 0)),
-    ("images", (1, 2 * BATCH)),
-    ("writing", (0, 0)),
+    ("images", (1, BATCH + 1)),
     ("commit", (1, 2)),
-    ("images", (1, 2 * BATCH)),
+    ("images", (1, BATCH + 1)),
     ("start-up", (0, 0)),
-    ("images", (1, 2 * BATCH)),
+    ("images", (1, BATCH + 1)),
     ("commit", (1, 2)),
-    ("images", (1, 2 * BATCH)),
+    ("images", (1, BATCH + 1)),
+    ("commit", (1, 2)),
+    ("images", (1, BATCH + 1)),
     ("videos", (0, 0)),
-    ("writing", (1, 3)),
     ("videos", (0, 0)),
-    ("saving", (0, 0)),
-    ("start-up", (0, 0)),
-    ("saving", (0, 0)),
     ("writing", (0, 3)),
+    ("saving", (0, 0)),
+    ("start-up", (0, 0)),
+    ("writing", (0, 3)),
+    ("saving", (0, 0)),
+    ("start-up", (0, 0)),
 )
 #: seconds to wait after a phase is reached, at most
 DELAYS = {"start-up": 1.0, "images": 0.01, "commit": 0.005, "videos": 0.02, "saving": 0.003}
@@ -562,6 +564,29 @@ def plan_kills(rng: random.Random, startup: float) -> list[Moment]:
         )
         for phase, after in ROUND
     ]
+
+
+def reachable(phase: str, collection: Path, missing: set[str]) -> bool:
+    """Whether the next run gets to `phase`, given the kinds of content ("image", "video") the
+    collection still lacks: images and commits while images are missing, videos while videos
+    are, a save while anything is missing or no saved index is of the current generation."""
+    if phase in ("images", "commit"):
+        return "image" in missing
+    if phase == "videos":
+        return "video" in missing
+    if phase == "saving":
+        return bool(missing) or not _saved(collection)
+    return True
+
+
+def _saved(collection: Path) -> bool:
+    """A saved index stamped with the catalog's generation exists."""
+    generation = _generation(collection / "catalog.sqlite")
+    for stamp in (collection / "index").glob(f"*/{STAMP}"):
+        with suppress(OSError, ValueError):
+            if json.loads(stamp.read_text()).get("generation") == generation:
+                return True
+    return False
 
 
 @dataclass
@@ -591,15 +616,21 @@ def kill_round(clean: Clean, collection: Path, rng: random.Random, kills: int = 
     command = index_command([clean.media.root], collection)
     result = Round()
     planned = plan_kills(rng, clean.startup)
+    late = {str(path) for path in clean.media.late.iterdir()}
+    kinds = {content: "image" if t is None else "video" for content, t in clean.fingerprint.vectors}
+    wanted = {content for path, content, _ in clean.fingerprint.items if path not in late}
     held = collection.parent / f"{collection.name}-late"
+    state: Fingerprint | None = None
     os.rename(clean.media.late, held)
     try:
         while planned or len(result.killed) < kills:
             if len(result.kills) > len(ROUND) + 2 * kills:
                 raise RuntimeError(f"only {len(result.killed)} of {result.kills} runs were killed")
             moment = planned.pop(0) if planned else Moment("start-up", 0, rng.uniform(0.0, 0.3))
-            kill = kill_at(command, collection, moment)
-            result.kills.append(kill)
+            have = state.contents if state is not None else set()
+            if not reachable(moment.phase, collection, {kinds[c] for c in wanted - have}):
+                continue
+            result.kills.append(kill_at(command, collection, moment))
             if (collection / MANIFEST).exists():
                 state = collection_fingerprint(collection)
                 result.opened += 1

@@ -169,10 +169,10 @@ def test_search_errors_name_the_file_and_the_option(photo_folder: Path, tmp_path
 
 
 def test_a_missing_collection_names_the_ones_beside_it(photo_folder: Path, tmp_path: Path) -> None:
-    from imgfinder.errors import CatalogError
+    from imgfinder.errors import NotFoundError
 
     assert run("index", str(photo_folder), "-c", str(tmp_path / "indexes" / "demo"))[0] == 0
-    with pytest.raises(CatalogError, match=r"collections beside it: demo\)"):
+    with pytest.raises(NotFoundError, match=r"collections beside it: demo\)"):
         run("search", "red", "-c", str(tmp_path / "indexes" / "default"))
 
 

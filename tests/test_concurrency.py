@@ -6,6 +6,7 @@ built from; and a long-lived model catches up with another process's commits."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from crashkit import (
+    BATCH,
     BUSY,
     ROOT,
     WAITING,
@@ -24,6 +26,7 @@ from crashkit import (
     make_media,
     make_rounds,
     run_index,
+    saved_index_problems,
     sequential_run,
     shared_rows,
     stale_trial,
@@ -163,7 +166,7 @@ def test_readers_answer_while_a_writer_holds_the_lock(media: Media, tmp_path: Pa
     finally:
         stop(writer)
         pool.shutdown()
-    assert paused >= 1, "the writer finished before a reader could look while it held the lock"
+    assert paused >= 1, "no look finished while the writer held the lock"
     assert sizes == sorted(sizes), "a reader went back to an older state"
     _, size = look()
     assert size == len(reader.collection.catalog.snapshot(key).rows) > sizes[0]
@@ -189,15 +192,46 @@ def test_a_long_lived_model_sees_another_process_commits_on_its_next_query(
     model.close()
 
 
+def test_a_reader_that_built_its_index_before_a_commit_does_not_save_it_as_newer(
+    media: Media, tmp_path: Path
+) -> None:
+    """The race made certain: another process commits after a reader built its index and just
+    before the reader tries to save it, once the lock is free again."""
+    collection = tmp_path / "collection"
+    run_index([media.a], collection, timeout=TIMEOUT)
+    shutil.rmtree(collection / "index")  # the reader builds its index rather than loading it
+    reader = SearchModel(collection, "demo", create=False)
+    take_lock = reader.collection.writer
+
+    def commit_first() -> WriterLock:
+        """The lock the reader asks for to save, handed over only after a commit."""
+        run_index([media.b], collection, timeout=TIMEOUT)
+        return take_lock()
+
+    reader.collection.writer = commit_first  # type: ignore[method-assign]
+    built = len(reader.vector_index())
+    reader.collection.writer = take_lock  # type: ignore[method-assign]
+
+    live = reader.collection.catalog.snapshot(reader.embedder.key).rows
+    assert built < len(live), "the commit did not come between the build and the save"
+    assert saved_index_problems(reader.collection) == []
+    fresh = SearchModel(collection, reader.embedder, create=False, model_name="demo")
+    newcomer = next(path for path in media.images if path.parent == media.b)
+    best = fresh.search_image(newcomer, k=1)[0]
+    assert best.path == str(newcomer) and best.score > 0.99
+    fresh.close()
+    reader.close()
+
+
 def test_no_saved_index_is_stamped_with_a_generation_it_was_not_built_from(
     media: Media, tmp_path: Path
 ) -> None:
-    """A writer process commits five runs with short pauses between them, while a reader
+    """A writer process commits four runs with short pauses between them, while a reader
     process opens fresh models (each builds, or loads a saved index, and saves when the lock
     is free) and this process keeps querying a long-lived model."""
     base = tmp_path / "base"
     run_index([media.a], base, timeout=TIMEOUT)
-    folders = make_rounds(tmp_path / "rounds", rounds=5, images=4, seed=SEED)
+    folders = make_rounds(tmp_path / "rounds", rounds=4, images=2 * BATCH, seed=SEED)
 
     result = stale_trial(base, tmp_path / "collection", folders, seed=SEED, timeout=TIMEOUT)
 

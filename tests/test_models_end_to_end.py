@@ -82,7 +82,17 @@ def test_cli_indexes_and_searches_with_ruclip(
     assert all(key.startswith("ruclip:") for key in info["embedders"])
 
     code, out, err = run(
-        "search", QUERY, "-c", str(collection), "--model-dir", str(model_dir), "-k", "10", "--json"
+        "search",
+        QUERY,
+        "-c",
+        str(collection),
+        "--model-dir",
+        str(model_dir),
+        "-k",
+        "10",
+        "--threshold",
+        "-1",
+        "--json",
     )
     assert code == 0, err
     hits = json.loads(out)
@@ -102,7 +112,7 @@ def test_a_torch_collection_is_searched_with_torch(
     album = Path(next(iter(json.loads(run("info", "-c", str(collection), "--json")[1])["roots"])))
     common = ["-c", str(target), "--model-dir", str(model_dir)]
     assert run("index", str(album), *common, "-m", RUCLIP, "--runtime", "torch")[0] == 0
-    code, out, err = run("search", QUERY, *common, "-k", "10", "--json")
+    code, out, err = run("search", QUERY, *common, "-k", "10", "--threshold", "-1", "--json")
     assert code == 0, err
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
     at = open_app(target, model_dir, monkeypatch)

@@ -143,7 +143,9 @@ def test_cli_and_app_search_with_the_multilingual_model(
     exports = list(Path(stand_in["IMGFINDER_MODEL_DIR"], "onnx").glob("*/meta.json"))
     tokenizers = [json.loads(meta.read_text())["tokenizer"] for meta in exports]
     assert [t["kind"] for t in tokenizers] == ["hf-tokenizers"], "searching needs no torch"
-    hits = json.loads(imgfinder(stand_in, "search", QUERY, *common, "-k", "10", "--json"))
+    hits = json.loads(
+        imgfinder(stand_in, "search", QUERY, *common, "-k", "10", "--threshold", "-1", "--json")
+    )
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in hits], oracle)
 
     env = stand_in | {

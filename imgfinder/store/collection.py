@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imgfinder.atomic import atomic_write_text
-from imgfinder.errors import CatalogError, StorageError
+from imgfinder.errors import CatalogError, NotFoundError, StorageError
 from imgfinder.store.catalog import Catalog
 from imgfinder.store.lock import WriterLock
 from imgfinder.store.vectors import VectorStore, vector_file_name
@@ -43,6 +43,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def no_collection(directory: Path) -> NotFoundError:
+    """The error for a collection that is not there, naming those beside it."""
+    nearby = [path.name for path in list_collections(directory.parent)]
+    known = f" (collections beside it: {', '.join(nearby)})" if nearby else ""
+    return NotFoundError(
+        f"no collection at {directory}{known}; create it with: imgfinder index PATH "
+        f"--collection {directory}"
+    )
+
+
 def list_collections(base: Path) -> list[Path]:
     if not base.is_dir():
         return []
@@ -61,12 +71,7 @@ class Collection:
             )
         if not manifest_path.exists():
             if not create:
-                nearby = [path.name for path in list_collections(self.dir.parent)]
-                known = f" (collections beside it: {', '.join(nearby)})" if nearby else ""
-                raise CatalogError(
-                    f"no collection at {self.dir}{known}; create it with: imgfinder index PATH "
-                    f"--collection {self.dir}"
-                )
+                raise no_collection(self.dir)
             self.manifest: dict[str, Any] = {
                 "format_version": FORMAT_VERSION,
                 "created": time.time(),

@@ -1,0 +1,381 @@
+"""The HTTP API: FastAPI over the same Service the page and the CLI call.
+
+`imgfinder serve` runs it on uvicorn at 127.0.0.1; bound to any other address it refuses to
+start without IMGFINDER_API_KEY, which every request must then carry (header `X-API-Key`, or
+`Authorization: Bearer KEY`). Every error is JSON with one sentence: {"error": "..."}.
+OpenAPI lives at /docs and /openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgfinder import __version__
+from imgfinder.config import Settings
+from imgfinder.errors import (
+    BusyError,
+    CatalogError,
+    ConfigError,
+    ImgFinderError,
+    IndexerError,
+    MediaError,
+    MissingExtraError,
+    ModelError,
+    NotFoundError,
+    StorageError,
+)
+from imgfinder.indexers.registry import INDEXERS
+from imgfinder.media.served import UnsafePathError
+from imgfinder.media.uploads import MAX_UPLOAD_BYTES
+from imgfinder.search import Hit
+from imgfinder.service import JobStatus, Outcome, Selection, Service
+from imgfinder.service import Query as SearchQuery
+
+#: most specific first: the first matching class gives the status
+_STATUS: tuple[tuple[type[ImgFinderError], int], ...] = (
+    (NotFoundError, 404),
+    (UnsafePathError, 404),
+    (BusyError, 409),
+    (StorageError, 507),
+    (MissingExtraError, 501),
+    (MediaError, 422),
+    (ModelError, 409),
+    (CatalogError, 409),
+    (IndexerError, 400),
+    (ConfigError, 400),
+)
+Kind = Literal["image", "video"]
+K = Annotated[int, Query(ge=1, le=1000, description="How many results.", examples=[24])]
+Threshold = Annotated[
+    float | None,
+    Query(
+        ge=-1.0,
+        le=1.0,
+        description="Minimum cosine similarity; the model's own cutoff when left out, -1 for all.",
+        examples=[0.25],
+    ),
+]
+Only = Annotated[Kind | None, Query(description="Only images or only video moments.")]
+ModelKey = Annotated[
+    str | None,
+    Query(
+        max_length=200, description="Model key (default: the one the collection was built with)."
+    ),
+]
+IndexerName = Annotated[Literal[tuple(INDEXERS)], Query(description="Vector index.")]  # type: ignore[valid-type]
+
+
+class HitOut(BaseModel):
+    """One result: an image, or a moment [t_start, t_end] of a video (t_best its peak)."""
+
+    item_id: int
+    path: str = Field(description="Relative to the indexed folder that holds it.")
+    kind: Kind
+    score: float = Field(description="Cosine similarity.")
+    t_start: float | None = None
+    t_end: float | None = None
+    t_best: float | None = None
+    thumbnail: str = Field(description="URL of a small JPEG of the image or the moment.")
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]
+    empty: str | None = Field(
+        None,
+        description="Why there are no hits: nothing_indexed, no_such_kind, "
+        "nothing_similar or below_threshold.",
+    )
+    best_score: float | None = Field(None, description="With below_threshold: the best score.")
+    encode_ms: float
+    search_ms: float
+
+
+class TextSearch(BaseModel):
+    q: str = Field(min_length=1, max_length=1000, examples=["собака на пляже"])
+    k: int = Field(24, ge=1, le=1000)
+    threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    kind: Kind | None = None
+    model: str | None = Field(None, max_length=200)
+    indexer: str = "exact"
+
+
+class NewCollection(BaseModel):
+    name: str = Field(min_length=1, max_length=64, examples=["photos"])
+
+
+class NewJob(BaseModel):
+    folder: str = Field(min_length=1, max_length=4096, examples=["/home/me/Pictures"])
+
+
+class JobOut(BaseModel):
+    state: str = Field(description="running, done, cancelled or failed")
+    phase: str
+    done: int
+    total: int
+    elapsed: float
+    summary: dict[str, Any] | None = None
+    error: str = ""
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """The API over `service` (one is made from `settings`, default the environment's)."""
+    settings = settings or (service.settings if service else Settings.from_env())
+    if not settings.loopback and not settings.api_key:
+        raise ConfigError(
+            f"listening on {settings.host} needs an API key: set IMGFINDER_API_KEY, which "
+            f"every request must then carry"
+        )
+    facade = service or Service(settings)
+    app = FastAPI(
+        title="imgfinder",
+        version=__version__,
+        description="Semantic search over your own photos and videos.",
+        dependencies=[Depends(_key_checker(settings.api_key))],
+    )
+    app.state.service = facade
+    _add_error_handlers(app)
+    _add_routes(app, facade)
+    app.router.add_event_handler("shutdown", facade.close)
+    return app
+
+
+def _key_checker(expected: str | None):
+    def check(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            given = given or bearer[7:]
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            raise StarletteHTTPException(401, "a valid API key is needed (header X-API-Key)")
+
+    return check
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    message = message.strip() or "something went wrong"
+    message = message[0].upper() + message[1:]
+    if not message.endswith((".", "?", "!")):
+        message += "."
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ImgFinderError)
+    async def library_error(_: Request, exc: ImgFinderError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        places = ("body", "query", "path", "header", "cookie")
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in places)
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}" if where else "invalid")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "an unexpected error stopped this request; see the server log")
+
+
+def _add_routes(app: FastAPI, service: Service) -> None:
+    def selection(name: str, model: str | None, indexer: str = "exact") -> Selection:
+        path = service.named(name)
+        key = model or service.default_model(path)
+        return Selection(str(path), key, indexer=indexer)
+
+    def threshold_for(chosen: Selection, threshold: float | None) -> float | None:
+        if threshold is not None:
+            return threshold
+        return service.default_threshold(service.model_info(chosen.model))
+
+    def answer(name: str, chosen: Selection, outcome: Outcome) -> SearchOut:
+        return SearchOut(
+            hits=[_hit_out(service, name, chosen.collection, hit) for hit in outcome.hits],
+            empty=outcome.empty or None,
+            best_score=outcome.best_score,
+            encode_ms=round(outcome.encode_s * 1000, 3),
+            search_ms=round(outcome.search_s * 1000, 3),
+        )
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/collections", tags=["collections"])
+    def collections() -> list[dict[str, Any]]:
+        return [service.info(path) for path in service.collections()]
+
+    @app.post("/collections", status_code=201, tags=["collections"])
+    def create(body: NewCollection) -> dict[str, Any]:
+        return service.info(service.create_collection(body.name))
+
+    @app.get("/collections/{name}", tags=["collections"])
+    def info(name: str) -> dict[str, Any]:
+        return service.info(service.named(name))
+
+    @app.delete("/collections/{name}", status_code=204, tags=["collections"])
+    def delete(name: str) -> Response:
+        service.delete_collection(service.named(name))
+        return Response(status_code=204)
+
+    @app.get("/models", tags=["models"])
+    def models() -> list[dict[str, Any]]:
+        return [
+            {
+                "key": info.key,
+                "family": info.family,
+                "languages": list(info.languages),
+                "present": bool(info.present),
+                "threshold": info.threshold,
+            }
+            for info in service.models()
+        ]
+
+    @app.get("/collections/{name}/search", tags=["search"])
+    def search_get(
+        name: str,
+        q: Annotated[str, Query(min_length=1, max_length=1000, examples=["red car at night"])],
+        k: K = 24,
+        threshold: Threshold = None,
+        kind: Only = None,
+        model: ModelKey = None,
+        indexer: IndexerName = "exact",
+    ) -> SearchOut:
+        """Images and video moments matching a text, in Russian or English."""
+        chosen = selection(name, model, indexer)
+        found = service.find(
+            chosen, SearchQuery.for_text(q), k, threshold_for(chosen, threshold), kind
+        )
+        return answer(name, chosen, found)
+
+    @app.post("/collections/{name}/search", tags=["search"])
+    def search_post(name: str, body: TextSearch) -> SearchOut:
+        if body.indexer not in INDEXERS:
+            raise ConfigError(f"indexer must be one of {', '.join(INDEXERS)}")
+        chosen = selection(name, body.model, body.indexer)
+        query = SearchQuery.for_text(body.q)
+        threshold = threshold_for(chosen, body.threshold)
+        return answer(name, chosen, service.find(chosen, query, body.k, threshold, body.kind))
+
+    @app.post("/collections/{name}/search/image", tags=["search"])
+    def search_image(
+        name: str,
+        file: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
+        k: K = 24,
+        threshold: Threshold = None,
+        kind: Only = None,
+        model: ModelKey = None,
+    ) -> SearchOut:
+        """Images and moments that look like the uploaded image."""
+        data = file.file.read(MAX_UPLOAD_BYTES + 1)
+        chosen = selection(name, model)
+        query = SearchQuery.for_image(data)
+        found = service.find(chosen, query, k, threshold_for(chosen, threshold), kind)
+        return answer(name, chosen, found)
+
+    @app.get("/collections/{name}/items/{item_id}/similar", tags=["search"])
+    def similar(
+        name: str,
+        item_id: int,
+        k: K = 24,
+        threshold: Threshold = None,
+        kind: Only = None,
+        model: ModelKey = None,
+    ) -> SearchOut:
+        """More like a stored image or video frame."""
+        chosen = selection(name, model)
+        query = SearchQuery.like(item_id)
+        found = service.find(chosen, query, k, threshold_for(chosen, threshold), kind)
+        return answer(name, chosen, found)
+
+    @app.get("/collections/{name}/items/{item_id}/thumbnail", tags=["files"])
+    def thumbnail(name: str, item_id: int) -> FileResponse:
+        path = service.named(name)
+        made = service.thumbnail(path, service.item(path, item_id))
+        if made is None:
+            raise NotFoundError(f"item {item_id} has no thumbnail")
+        return FileResponse(made, media_type="image/jpeg")
+
+    @app.get("/collections/{name}/items/{item_id}/original", tags=["files"])
+    def original(name: str, item_id: int) -> Response:
+        path = service.named(name)
+        item = service.item(path, item_id)
+        kind = mimetypes.guess_type(item.path)[0] or "application/octet-stream"
+        return Response(service.read_original(path, item.path), media_type=kind)
+
+    @app.post("/collections/{name}/jobs", status_code=202, tags=["indexing"])
+    def start_job(name: str, body: NewJob, model: ModelKey = None) -> JobOut:
+        """Index a folder into the collection in the background."""
+        return _job_out(service.start_indexing(selection(name, model), body.folder))
+
+    @app.get("/collections/{name}/jobs/current", tags=["indexing"])
+    def job(name: str) -> JobOut:
+        status = service.job_status(service.named(name))
+        if status is None:
+            raise NotFoundError(f"{name} has no index job")
+        return _job_out(status)
+
+    @app.get("/collections/{name}/jobs/current/events", tags=["indexing"])
+    async def job_events(name: str) -> StreamingResponse:
+        """Server-sent events: a `progress` event while the job runs, then `done`."""
+        path = service.named(name)
+        if service.job_status(path) is None:
+            raise NotFoundError(f"{name} has no index job")
+        return StreamingResponse(_events(service, path), media_type="text/event-stream")
+
+    @app.delete("/collections/{name}/jobs/current", status_code=202, tags=["indexing"])
+    def cancel_job(name: str) -> JobOut:
+        path = service.named(name)
+        status = service.job_status(path)
+        if status is None:
+            raise NotFoundError(f"{name} has no index job")
+        service.cancel_indexing(path)
+        return _job_out(status)
+
+
+async def _events(service: Service, path: Any) -> AsyncIterator[str]:
+    while True:
+        status = service.job_status(path)
+        if status is None:
+            return
+        event = "progress" if status.running else "done"
+        yield f"event: {event}\ndata: {json.dumps(_job_out(status).model_dump())}\n\n"
+        if not status.running:
+            return
+        await asyncio.sleep(0.25)
+
+
+def _job_out(status: JobStatus) -> JobOut:
+    fields = asdict(status)
+    return JobOut(**{key: fields[key] for key in JobOut.model_fields})
+
+
+def _hit_out(service: Service, name: str, collection: str, hit: Hit) -> HitOut:
+    return HitOut(
+        item_id=hit.item_id,
+        path=service.display_name(collection, hit.path),
+        kind=hit.kind,  # type: ignore[arg-type]
+        score=hit.score,
+        t_start=hit.t_start,
+        t_end=hit.t_end,
+        t_best=hit.t_best,
+        thumbnail=f"/collections/{name}/items/{hit.item_id}/thumbnail",
+    )
