@@ -242,7 +242,7 @@ def search(
     from imgfinder.service import Query, Selection
 
     service = _service(model_dir)
-    path = service.named(collection)
+    path = service.named(collection, paths=True)
     key = model or service.default_model(path)
     params = tuple(sorted(_parse_params(param).items()))
     chosen = Selection(str(path), key, runtime, indexer, params)

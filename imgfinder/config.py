@@ -77,21 +77,23 @@ class Settings:
             port=int(port),
         )
 
-    def collection_path(self, name_or_path: str | os.PathLike[str]) -> Path:
+    def collection_path(self, name_or_path: str | os.PathLike[str], *, paths: bool = True) -> Path:
         """A bare name is a folder in the indexes folder; a path must look like one
-        (absolute, or starting with ./ or ~). Anything else is refused, so no name can climb
-        out of the data folder."""
-        if isinstance(name_or_path, Path):
+        (absolute, or starting with ./ or ~) and is refused when `paths` is False (names that
+        come over HTTP). Anything else is refused, so no name can climb out of the data
+        folder."""
+        if isinstance(name_or_path, Path) and paths:
             return name_or_path
         text = os.fspath(name_or_path)
-        if text.startswith(("/", "./", "~")) or os.path.isabs(text):
-            return Path(text).expanduser()
+        if paths and (text.startswith(("/", "./", "~")) or os.path.isabs(text)):
+            try:
+                return Path(text).expanduser()
+            except RuntimeError:  # ~user of no such user
+                raise ConfigError(f"there is no home folder for {text!r}") from None
         if COLLECTION_NAME.match(text) and text not in (".", ".."):
             return Path(self.indexes_dir) / text
-        raise ConfigError(
-            f"{text!r} is not a collection name ({NAME_RULE}); to use a folder elsewhere, "
-            f"give its path from / or ./"
-        )
+        elsewhere = "; to use a folder elsewhere, give its path from / or ./" if paths else ""
+        raise ConfigError(f"{text!r} is not a collection name ({NAME_RULE}){elsewhere}")
 
     def indexable_roots(self) -> list[Path]:
         """Real paths of the folders the page and the API may index."""

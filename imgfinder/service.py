@@ -306,11 +306,12 @@ class Service:
             return None
         return self.settings.collection_path(self.settings.collection)
 
-    def named(self, name: str) -> Path:
-        """The folder of an existing collection, by its name (the default one's too)."""
+    def named(self, name: str, *, paths: bool = False) -> Path:
+        """The folder of an existing collection, by its name (the default one's too), or by
+        its path when `paths` (the CLI, whose user owns the machine; never HTTP)."""
         default = self.default_collection()
         path = default if default is not None and default.name == name else None
-        path = path or self.settings.collection_path(name)
+        path = path or self.settings.collection_path(name, paths=paths)
         if not (path / MANIFEST).is_file():
             raise no_collection(path)
         return path
@@ -605,7 +606,6 @@ class Service:
         with self._open_indexed(self.collection(collection), path) as source:
             return source.read()
 
-    @staticmethod
     def item(self, collection: str | Path, item_id: int) -> Hit:
         """A stored item as a Hit (score 1: it is itself), for its thumbnail or original."""
         found = self.collection(collection).catalog.items([item_id]).get(item_id)

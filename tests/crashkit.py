@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from imgfinder.indexers.base import Indexer  # noqa: E402
+from imgfinder.media.video import write_video  # noqa: E402
+from imgfinder.search import SearchModel  # noqa: E402
 from imgfinder.store.collection import MANIFEST, STAMP, Collection  # noqa: E402
 from imgfinder.store.health import check  # noqa: E402
 from imgfinder.store.lock import WriterLock  # noqa: E402
@@ -108,8 +112,6 @@ def make_media(
     """Write `images` distinct PNGs (half in a/, half in b/), `copies` identical copies of some
     of them, `videos` 6-second clips and `late` more images plus a copy in late/; the same
     arguments always give the same bytes."""
-    from imgfinder.media.video import write_video
-
     made: list[Path] = []
     for number in range(images):
         folder = root / ("a" if number < (images + 1) // 2 else "b")
@@ -122,14 +124,16 @@ def make_media(
         path.parent.mkdir(parents=True, exist_ok=True)
         picture(seed * 10_000 + 9_000 + number).save(path)
         made.append(path)
-    duplicates = [root / "a" / "copy_of_first.png"][:copies]  # a copy met in the same run
-    duplicates += [
-        root / "shared" / f"copy_{n:02d}_{made[n * 7 % images].name}" for n in range(1, copies)
+    pairs = [(root / "a" / "copy_of_first.png", made[0])][:copies]  # a copy met in the same run
+    pairs += [
+        (root / "shared" / f"copy_{n:02d}_{made[n * 7 % images].name}", made[n * 7 % images])
+        for n in range(1, copies)
     ]
-    duplicates += [root / "late" / "copy_of_second.png"][: min(late, copies)]
-    for number, target in enumerate(duplicates):
+    if late and copies:
+        pairs.append((root / "late" / "copy_of_second.png", made[1]))
+    for target, source in pairs:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(made[number * 7 % images] if number < copies else made[1], target)
+        shutil.copyfile(source, target)
     clips: list[Path] = []
     for number in range(videos):
         folder = root / ("a" if number % 2 == 0 else "b")
@@ -140,7 +144,7 @@ def make_media(
                 path, clip_frame(seed * 10_000 + 5_000 + number), fps=8, duration=6, size=CLIP
             )
         )
-    return Media(root, tuple(made), tuple(duplicates), tuple(clips))
+    return Media(root, tuple(made), tuple(target for target, _ in pairs), tuple(clips))
 
 
 # -- running imgfinder ----------------------------------------------------------------------
@@ -496,34 +500,42 @@ def _reached(moment: Moment, start: Watch, now: Watch, launched_ns: int, writes:
 
 def kill_at(command: list[str], collection: Path, moment: Moment, timeout: float = 60.0) -> Kill:
     """Run `command` and SIGKILL it at `moment`; a run that ends first must have ended well."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            _kill_when(process, collection, moment, timeout)
+        finally:
+            stop(process)
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace").strip()
+    if process.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"the run exited {process.returncode}: {stderr}")
+    return Kill(moment, process.returncode == -signal.SIGKILL, time.monotonic() - started)
+
+
+def _kill_when(process: subprocess.Popen, collection: Path, moment: Moment, timeout: float) -> None:
+    """Watch the collection while `process` runs and SIGKILL it once `moment` has come."""
     start = watch(collection)
     launched_ns = time.time_ns()
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        reached: float | None = None
-        writes: set[str] = set()  # temp files seen that were not there at the start
-        while process.poll() is None:
-            now = time.monotonic()
-            if now - started > timeout:
-                raise TimeoutError(f"{' '.join(command)} ran over {timeout} s")
-            seen = watch(collection)
-            writes |= seen.temps - start.temps
-            if reached is None and _reached(moment, start, seen, launched_ns, len(writes)):
-                reached = now
-            began = seen.rows > start.rows or seen.generation > start.generation
-            if reached is not None and (
-                now - reached >= moment.delay or (moment.phase == "start-up" and began)
-            ):
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(POLL)
-        _, stderr = process.communicate(timeout=timeout)
-    finally:
-        stop(process)
-    if process.returncode not in (0, -signal.SIGKILL):
-        raise RuntimeError(f"the run exited {process.returncode}: {stderr.decode().strip()}")
-    return Kill(moment, process.returncode == -signal.SIGKILL, time.monotonic() - started)
+    reached: float | None = None
+    writes: set[str] = set()  # temp files seen that were not there at the start
+    while process.poll() is None:
+        now = time.monotonic()
+        if now - started > timeout:
+            raise TimeoutError(f"{process.args} ran over {timeout} s")
+        seen = watch(collection)
+        writes |= seen.temps - start.temps
+        if reached is None and _reached(moment, start, seen, launched_ns, len(writes)):
+            reached = now
+        began = seen.rows > start.rows or seen.generation > start.generation
+        if reached is not None and (
+            now - reached >= moment.delay or (moment.phase == "start-up" and began)
+        ):
+            process.send_signal(signal.SIGKILL)
+            return
+        time.sleep(POLL)
 
 
 #: a round's kills in order, each with the range of its `after`; those that need work left
@@ -643,6 +655,9 @@ def kill_round(clean: Clean, collection: Path, rng: random.Random, kills: int = 
     return result
 
 
+# -- two writers ----------------------------------------------------------------------------
+
+
 def shared_rows(collection: Path) -> int:
     """How many vector rows the catalog gives to more than one item (two writers appending at
     once would hand out the same row twice)."""
@@ -652,9 +667,6 @@ def shared_rows(collection: Path) -> int:
     finally:
         opened.close()
     return len(rows) - len(set(rows))
-
-
-# -- two writers ----------------------------------------------------------------------------
 
 
 def writer_folders(media: Media) -> tuple[list[Path], list[Path]]:
@@ -758,8 +770,6 @@ def saved_index_problems(collection: Collection) -> list[str]:
     """A saved index stamped with the catalog's current generation must hold exactly the
     catalog's live items, as a model that loads it trusts it to. Safe while others save: an
     index whose stamp or generation changed while it was read is not judged."""
-    from imgfinder.indexers.base import Indexer
-
     key = collection.manifest["embedder_key"]
     store = collection.vectors(key, int(collection.manifest["embedders"][key]["dim"]))
     snapshot = collection.catalog.snapshot(key)
@@ -797,27 +807,25 @@ def stale_trial(
     """Copy the indexed `base` collection, then let a writer process index `folders` one run
     each while a reader process opens fresh and long-lived models and this process queries a
     long-lived model too; afterwards check saved stamps and look for every new image."""
-    from imgfinder.search import SearchModel
-
     started = time.monotonic()
     shutil.copytree(base, collection)
     lasting = SearchModel(collection, "demo", create=False)
     errors: list[str] = []
     sizes: list[int] = []
-    reader = subprocess.Popen(
-        helper_command("read", str(collection)),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    seen_file, read_log, write_log = (
+        collection.parent / f"{collection.name}.{name}" for name in ("seen", "read", "write")
     )
-    writer = subprocess.Popen(
-        helper_command("write", str(collection), *map(str, folders), "--seed", str(seed)),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(seen_file, "wb") as seen_out, open(read_log, "wb") as read_err:
+        reader = subprocess.Popen(
+            helper_command("read", str(collection)), cwd=ROOT, stdout=seen_out, stderr=read_err
+        )
+    with open(write_log, "wb") as write_err:
+        writer = subprocess.Popen(
+            helper_command("write", str(collection), *map(str, folders), "--seed", str(seed)),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=write_err,
+        )
     try:
         while writer.poll() is None and time.monotonic() - started < timeout:
             try:
@@ -826,18 +834,17 @@ def stale_trial(
             except Exception as exc:  # every query must answer while the writer works
                 errors.append(f"long-lived query: {exc!r}")
             time.sleep(0.005)
-        writer_err = writer.communicate(timeout=timeout)[1]
-        reader_out, reader_err = reader.communicate(timeout=timeout)
+        writer.wait(timeout=timeout)
+        reader.wait(timeout=timeout)
     finally:
         stop(writer)
         stop(reader)
-    if writer.returncode != 0:
-        errors.append(f"writer exited {writer.returncode}: {writer_err.strip()}")
-    if reader.returncode != 0:
-        errors.append(f"reader exited {reader.returncode}: {reader_err.strip()}")
+    for name, process, log in (("writer", writer, write_log), ("reader", reader, read_log)):
+        if process.returncode != 0:
+            errors.append(f"{name} exited {process.returncode}: {log.read_text().strip()}")
     if sizes != sorted(sizes):
         errors.append(f"the long-lived model went back to fewer items: {sizes}")
-    seen = json.loads(reader_out) if reader.returncode == 0 else {}
+    seen = json.loads(seen_file.read_text()) if reader.returncode == 0 else {}
     errors += seen.get("errors", [])
     lasting.search_text("a red circle", k=3)
     live = len(lasting.collection.catalog.snapshot(lasting.embedder.key).rows)
@@ -863,7 +870,7 @@ def stale_trial(
     )
 
 
-def _finds_itself(model, path: Path) -> bool:
+def _finds_itself(model: SearchModel, path: Path) -> bool:
     hits = model.search_image(path, k=1)
     return bool(hits) and hits[0].path == str(path) and hits[0].score > 0.99
 
@@ -895,8 +902,6 @@ READY, DONE = "reader.ready", "writer.done"
 def _write(
     collection: Path, folders: Sequence[Path], rng: random.Random, limit: float = 60.0
 ) -> None:
-    from imgfinder.search import SearchModel
-
     model = SearchModel(collection, "demo", create=False)
     deadline = time.monotonic() + limit
     while not (collection / READY).exists() and time.monotonic() < deadline:
@@ -911,8 +916,6 @@ def _write(
 
 
 def _read(collection: Path, limit: float = 60.0) -> dict:
-    from imgfinder.search import SearchModel
-
     lasting = SearchModel(collection, "demo", create=False)
     key = lasting.embedder.key
     looks = stale = stale_saves = 0

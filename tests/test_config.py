@@ -24,6 +24,11 @@ def test_names_live_in_the_data_folder_and_paths_are_paths(tmp_path: Path) -> No
     for sneaky in ("../../etc/x", "a/../../b", "..", ".", "x/y", "", "-rf", "a" * 65):
         with pytest.raises(ConfigError, match="not a collection name"):
             settings.collection_path(sneaky)
+    for path_over_http in ("/etc", "./x", "~root", "~0"):
+        with pytest.raises(ConfigError, match="not a collection name"):
+            settings.collection_path(path_over_http, paths=False)
+    with pytest.raises(ConfigError, match="no home folder"):
+        settings.collection_path("~no-such-user-here")
 
 
 def test_a_name_is_the_same_collection_from_any_folder(
