@@ -138,16 +138,21 @@ def soak_stale(base: Path, trials: int, seed: int) -> dict[str, Any]:
 
 def table(kills: dict[str, Any], writers: dict[str, Any], stale: dict[str, Any]) -> str:
     rounds = len(kills["rounds"])
-    survived = sum(r["killed"] for r in kills["rounds"] if not r["unsound"])
+    survived = sum(
+        r["killed"]
+        for r in kills["rounds"]
+        if not r["unsound"] and r["equal_to_clean"] and r["counts_consistent"]
+    )
     return "\n".join(
         [
             "| scenario | result | seconds |",
             "|---|---|--:|",
             f"| SIGKILL of `imgfinder index` ({rounds} rounds; phases "
             f"{', '.join(f'{p} {n}' for p, n in sorted(kills['phases'].items()))}) "
-            f"| kills survived {survived}/{kills['kills']} with sound collections; "
-            f"{kills['equal_rounds']}/{rounds} rounds equal to the clean run byte for byte; "
-            f"temp files left behind in {kills['rounds_with_strays']}/{rounds} rounds "
+            f"| kills survived {survived}/{kills['kills']}: every killed state sound and "
+            f"{kills['equal_rounds']}/{rounds} rounds ending equal to the clean run, vectors byte "
+            f"for byte; temp files of interrupted writes left behind in "
+            f"{kills['rounds_with_strays']}/{rounds} rounds "
             f"| {kills['seconds']:.0f} |",
             f"| two writers at once | {writers['trials']} trials with "
             f"{writers['shared_rows']} shared vector rows and {writers['spare_rows']} wasted; "
