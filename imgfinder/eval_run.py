@@ -95,7 +95,7 @@ def evaluate(
                 )
                 if indexer == "exact":
                     search_model.index([data.root])
-                ids, paths, vectors = _items(search_model)
+                ids, paths, vectors = search_model.stored("image")
                 index = search_model.vector_index()
                 depth = len(ids)
                 queries = search_model.embedder.embed_texts(data.queries)
@@ -130,16 +130,6 @@ def _label(indexer: str, params: Mapping[str, Any] | None) -> str:
     if not params:
         return indexer
     return f"{indexer}({', '.join(f'{name}={value}' for name, value in params.items())})"
-
-
-def _items(search_model) -> tuple[list[int], list[str], np.ndarray]:
-    catalog = search_model.collection.catalog
-    rows = catalog.vector_rows(search_model.embedder.key)
-    items = catalog.items(r[0] for r in rows)
-    keep = [(item, row) for item, row in rows if items[item].kind == "image"]
-    store = search_model.collection.vectors(search_model.embedder.key, search_model.embedder.dim)
-    vectors = store.read(np.asarray([row for _, row in keep], dtype=np.int64))
-    return [i for i, _ in keep], [items[i].path for i, _ in keep], vectors
 
 
 def _overlap(approx: np.ndarray, exact: np.ndarray) -> float:

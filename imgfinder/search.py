@@ -341,6 +341,18 @@ class SearchModel:
                 return hits[:k]
             fetch *= 4
 
+    def stored(self, kind: str | None = None) -> tuple[list[int], list[str], np.ndarray]:
+        """(item ids, paths, float32 vectors) of every stored item (of one kind), as embedded:
+        what evaluations compare against, without touching the catalog or the vector file."""
+        with self._lock:
+            self.vector_index()
+            rows = dict(self._rows)
+        items = self.collection.catalog.items(rows)
+        keep = [i for i in rows if i in items and (kind is None or items[i].kind == kind)]
+        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+        vectors = store.read(np.asarray([rows[i] for i in keep], dtype=np.int64))
+        return keep, [items[i].path or "" for i in keep], vectors
+
     # -- info -------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
