@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--onnx-dir", default=None, help="ONNX cache (default models/cache/onnx)")
+    parser.add_argument("--onnx-dir", default=None, help="ONNX cache (default <model dir>/onnx)")
     parser.add_argument(
         "--model-config",
         type=Path,

@@ -75,10 +75,11 @@ def soak_writers(base: Path, trials: int) -> dict[str, Any]:
     media = crashkit.make_media(base / "media", images=8, copies=3, videos=1, late=0)
     sequential = crashkit.sequential_run(media, base / "sequential")
     failures: list[dict[str, Any]] = []
-    shared = spare = 0
+    shared = spare = waited = 0
     for trial in range(trials):
         collection = base / f"trial{trial}"
         result = crashkit.two_writers(media, collection, held=trial % 2 == 1)
+        waited += any(result.waited)
         problems = (
             [f"exit codes {result.returncodes}: {result.stderr}"] if any(result.returncodes) else []
         )
@@ -93,6 +94,7 @@ def soak_writers(base: Path, trials: int) -> dict[str, Any]:
         "trials": trials,
         "shared_rows": shared,
         "spare_rows": spare,
+        "trials_with_a_writer_waiting": waited,
         "equal_to_sequential": trials - len(failures),
         "failures": failures,
         "seconds": time.monotonic() - started,
@@ -157,7 +159,8 @@ def table(kills: dict[str, Any], writers: dict[str, Any], stale: dict[str, Any])
             f"| two writers at once | {writers['trials']} trials with "
             f"{writers['shared_rows']} shared vector rows and {writers['spare_rows']} wasted; "
             f"{writers['equal_to_sequential']}/{writers['trials']} equal to one after the "
-            f"other | {writers['seconds']:.0f} |",
+            f"other; a writer waited for the other in {writers['trials_with_a_writer_waiting']} "
+            f"| {writers['seconds']:.0f} |",
             f"| readers saving while a writer commits | stale saves "
             f"{stale['trials_with_stale_saves']}/{stale['trials']} trials "
             f"({stale['stale_saves']} stale saved indexes, {stale['stale_looks']} stale "

@@ -53,7 +53,9 @@ ParamOpt = Annotated[
 ]
 ModelDirOpt = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Where downloaded models live (default models/cache)."),
+    typer.Option(
+        "--model-dir", help="Where downloaded models live [default: the data folder's models/]."
+    ),
 ]
 RuntimeOpt = Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")]
 

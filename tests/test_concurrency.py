@@ -208,9 +208,9 @@ def test_a_reader_that_built_its_index_before_a_commit_does_not_save_it_as_newer
         run_index([media.b], collection, timeout=TIMEOUT)
         return take_lock()
 
-    reader.collection.writer = commit_first  # type: ignore[method-assign]
+    reader.collection.writer = commit_first
     built = len(reader.vector_index())
-    reader.collection.writer = take_lock  # type: ignore[method-assign]
+    reader.collection.writer = take_lock
 
     live = reader.collection.catalog.snapshot(reader.embedder.key).rows
     assert built < len(live), "the commit did not come between the build and the save"

@@ -110,7 +110,8 @@ def test_unknown_key_lists_the_known_ones() -> None:
 
 def test_models_dir_default_and_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("IMGFINDER_MODEL_DIR", raising=False)
-    assert models_dir() == Path(registry.__file__).resolve().parents[2] / "models" / "cache"
+    monkeypatch.setenv("IMGFINDER_DATA_DIR", str(tmp_path / "data"))
+    assert models_dir() == tmp_path / "data" / "models"
     monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(tmp_path))
     assert models_dir() == tmp_path
     assert repo_dir("ai-forever/ruclip-vit-base-patch32-224") == (

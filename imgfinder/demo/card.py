@@ -1,4 +1,4 @@
-"""The demo model's card (models/demo/README.md), written from its measured metrics.
+"""The demo model's card (imgfinder/demo/bundled/README.md), written from its measured metrics.
 
 Generated rather than hand-written so the numbers in the card are always the ones measured
 for the weights next to it.
@@ -62,7 +62,7 @@ def model_card(metrics: dict) -> str:
     )
     command = (
         f"python -m imgfinder.demo.train --steps {training['steps']} --seed {training['seed']}"
-        f" --threads {training['threads']} --out models/demo"
+        f" --threads {training['threads']} --out imgfinder/demo/bundled"
     )
     return f"""# imgfinder demo model
 

@@ -1,6 +1,6 @@
 """Train the bundled demo model from a seed and a fixed step count, export it, evaluate it.
 
-    python -m imgfinder.demo.train --steps 1200 --seed 0 --threads 1 --out models/demo
+    python -m imgfinder.demo.train --steps 1200 --seed 0 --threads 1 --out imgfinder/demo/bundled
 
 Writes model.safetensors, config.json, tokenizer.json, image.onnx, text.onnx, metrics.json
 and the model card README.md into --out. The same seed and step count give the same weights

@@ -32,7 +32,7 @@ REGISTRY_FILE = Path(__file__).with_name("models.toml")
 FAMILIES = ("open_clip", "ruclip", "demo")
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 HF_ENDPOINT = "https://huggingface.co"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 #: loaders are imported by path, on use, so importing the registry stays cheap
 LOADERS = {
     "demo": "imgfinder.embedders.demo:DemoEmbedder",
@@ -82,11 +82,14 @@ class ModelInfo:
 
 
 def models_dir() -> Path:
-    """Where downloaded weights and exported ONNX files live (env IMGFINDER_MODEL_DIR)."""
+    """Where downloaded weights and exported ONNX files live: IMGFINDER_MODEL_DIR, else the
+    data folder's models/ (the same for every shell, wherever it runs from)."""
     override = os.environ.get("IMGFINDER_MODEL_DIR")
     if override:
         return Path(override).expanduser()
-    return REPO_ROOT / "models" / "cache"
+    from imgfinder.config import Settings
+
+    return Path(Settings.from_env().data_dir) / "models"
 
 
 def repo_dir(repo_id: str, model_dir: Path | None = None) -> Path:
@@ -217,7 +220,7 @@ def list_models(model_dir: Path | None = None) -> list[ModelInfo]:
 def folder(info: ModelInfo, model_dir: Path | None = None) -> Path:
     """Where the entry's files belong on this machine."""
     if info.local_dir is not None:
-        return REPO_ROOT / info.local_dir
+        return PACKAGE_ROOT / info.local_dir
     return repo_dir(str(info.hf_repo), model_dir)
 
 
