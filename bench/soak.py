@@ -159,8 +159,8 @@ def table(kills: dict[str, Any], writers: dict[str, Any], stale: dict[str, Any])
             f"| two writers at once | {writers['trials']} trials with "
             f"{writers['shared_rows']} shared vector rows and {writers['spare_rows']} wasted; "
             f"{writers['equal_to_sequential']}/{writers['trials']} equal to one after the "
-            f"other; a writer waited for the other in {writers['trials_with_a_writer_waiting']} "
-            f"| {writers['seconds']:.0f} |",
+            f"other; a writer waited for the other in {writers['trials_with_a_writer_waiting']}/"
+            f"{writers['trials']} | {writers['seconds']:.0f} |",
             f"| readers saving while a writer commits | stale saves "
             f"{stale['trials_with_stale_saves']}/{stale['trials']} trials "
             f"({stale['stale_saves']} stale saved indexes, {stale['stale_looks']} stale "

@@ -1,4 +1,8 @@
-"""Atomic file writes: temp file in the same folder, fsync, os.replace."""
+"""Atomic file writes: temp file in the same folder, fsync, os.replace.
+
+A temp file's name carries its writer's pid, so the temp files of a process that was killed
+mid-write can be told from those being written right now, and swept.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temp file next to `path`, then atomically move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -39,7 +43,7 @@ def atomic_write_file(path: str | Path, make: Callable[[str], None]) -> None:
     """For libraries that only write to a file name: `make(tmp_name)` then replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         make(tmp)
@@ -51,6 +55,36 @@ def atomic_write_file(path: str | Path, make: Callable[[str], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def orphaned_temp_files(directory: str | Path) -> list[Path]:
+    """Temp files under `directory` whose writing process is gone (killed mid-write)."""
+    orphans = []
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX) and not _writer_alive(name):
+                orphans.append(Path(folder) / name)
+    return orphans
+
+
+def _writer_alive(name: str) -> bool:
+    pid = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)[-2]
+    if not pid.isdigit():
+        return False  # not one of ours, or written before names carried a pid
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
 
 
 def _umask_mode() -> int:

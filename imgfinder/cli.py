@@ -363,6 +363,8 @@ def repair(collection: CollectionOpt = "default") -> None:
         console.print(Text(f"re-embedded {contents} files with {model}"))
     if report.saved_indexes_removed:
         console.print(Text(f"removed {report.saved_indexes_removed} damaged saved indexes"))
+    if report.temp_files_removed:
+        console.print(Text(f"removed {report.temp_files_removed} temporary files of killed runs"))
     for problem in report.left:
         errors.print(Text(f"not repaired: {problem.what}"))
     if report.left:

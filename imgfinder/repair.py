@@ -25,6 +25,7 @@ class RepairReport:
     #: contents whose vectors were redone, per model
     reembedded: dict[str, int] = field(default_factory=dict)
     saved_indexes_removed: int = 0
+    temp_files_removed: int = 0
     left: list[Problem] = field(default_factory=list)
 
 
@@ -50,6 +51,7 @@ def repair(
             if problem.saved_index is not None:
                 shutil.rmtree(problem.saved_index, ignore_errors=True)
                 report.saved_indexes_removed += 1
+            report.temp_files_removed += collection.sweep_temp_files() if problem.temp_files else 0
             if problem.items and problem.embedder_key:
                 redo.setdefault(problem.embedder_key, set()).update(problem.items)
         forgotten = {

@@ -99,6 +99,8 @@ class SearchModel:
         #: item id -> vector row of what `_index` holds, and the generation that is
         self._rows: dict[int, int] = {}
         self._generation = -1
+        #: the generation of the saved index on disk when it holds exactly what memory holds
+        self._saved_as: int | None = None
         self._lock = threading.RLock()
 
     # -- indexing ---------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class SearchModel:
         lock = self.collection.writer()
         lock.acquire(wait=wait, on_wait=on_wait)
         try:
+            self.collection.sweep_temp_files()
             run = IndexRun(
                 self.collection,
                 self.embedder,
@@ -159,7 +162,7 @@ class SearchModel:
     def _refresh(self) -> bool:
         """Catch up with the catalog: a saved index of exactly this generation is loaded, else
         the difference from what is held is applied (or everything is built, the first time).
-        True when the index changed and is worth saving."""
+        True when the saved index on disk is not of this generation (worth saving)."""
         snapshot = self.collection.catalog.snapshot(self.embedder.key)
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
         if snapshot.rows and max(snapshot.rows.values()) >= len(store):
@@ -171,11 +174,12 @@ class SearchModel:
             self._index = self._load_saved(snapshot.generation)
             if self._index is not None:
                 self._rows, self._generation = snapshot.rows, snapshot.generation
+                self._saved_as = snapshot.generation
                 return False
             self._index = create_indexer(
                 self.indexer_name, self.embedder.dim, **self.indexer_params
             )
-            self._rows = {}
+            self._rows, self._saved_as = {}, None
         old = self._rows
         new = snapshot.rows
         gone = [item for item, row in old.items() if new.get(item) != row]
@@ -185,20 +189,33 @@ class SearchModel:
         if added:
             vectors = store.read(np.fromiter((new[i] for i in added), np.int64, len(added)))
             self._index.add(np.asarray(added, dtype=np.int64), vectors)
+        if gone or added:
+            self._saved_as = None  # what is on disk no longer holds what memory holds
         self._rows, self._generation = new, snapshot.generation
-        return bool(gone or added or not old)
+        return self._saved_as != snapshot.generation
 
     def _load_saved(self, generation: int) -> Indexer | None:
         """The saved index, if it was built from exactly `generation` with this embedder."""
         directory = self._index_dir()
+        if self._saved_generation() != generation:
+            return None
         try:
-            saved = json.loads((directory / STAMP).read_text())
-            if saved == self._stamp(generation):
-                return Indexer.load(directory)
-        except (OSError, ValueError, KeyError):
-            pass
+            loaded = Indexer.load(directory)
         except Exception as exc:  # a damaged saved index is rebuilt, never fatal
             log.warning("rebuilding index %s: %s", directory, exc)
+            return None
+        # a writer saving meanwhile removes the stamp first and stamps a newer generation
+        # last: the same stamp after the load means the files loaded were that generation's
+        return loaded if self._saved_generation() == generation else None
+
+    def _saved_generation(self) -> int | None:
+        """The generation the saved index on disk was built from (None: none, or not ours)."""
+        try:
+            stamp = json.loads((self._index_dir() / STAMP).read_text())
+            if stamp.get("embedder_key") == self.embedder.key:
+                return int(stamp["generation"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
         return None
 
     def _stamp(self, generation: int) -> dict[str, Any]:
@@ -217,15 +234,22 @@ class SearchModel:
             lock.release()
 
     def _save_index(self, index: Indexer | None, generation: int) -> None:
-        """Write the index with the stamp of its generation; the old stamp goes first, so a
-        save cut short leaves no stamp and is rebuilt. A full disk keeps it in memory only."""
+        """Stamp the saved index with `generation`, writing the index itself only when what is
+        on disk is not what memory holds (a rename moves the generation, not the vectors). The
+        old stamp goes first, so a save cut short leaves no stamp and is rebuilt. A full disk
+        keeps the index in memory only."""
         if index is None:
             return
         directory = self._index_dir()
+        on_disk = self._saved_generation()
+        known = self._saved_as is not None and on_disk == self._saved_as
         try:
-            (directory / STAMP).unlink(missing_ok=True)
-            index.save(directory)
-            atomic_write_text(directory / STAMP, json.dumps(self._stamp(generation)))
+            if not (known and on_disk == generation):
+                (directory / STAMP).unlink(missing_ok=True)
+                if not known:
+                    index.save(directory)
+                atomic_write_text(directory / STAMP, json.dumps(self._stamp(generation)))
+            self._saved_as = generation
         except (OSError, ImgFinderError) as exc:
             log.warning("kept the index in memory only; cannot save it to %s: %s", directory, exc)
 

@@ -286,7 +286,9 @@ def collection_fingerprint(directory: Path) -> Fingerprint:
     try:
         catalog = collection.catalog
         findings = check(collection)
-        problems = [problem.what for problem in findings if problem.saved_index is None]
+        # saved indexes and temp files of killed writes are kept apart: a killed state may
+        # have them (the next search rebuilds, the next run sweeps); the final one may not
+        problems = [p.what for p in findings if p.saved_index is None and not p.temp_files]
         key = collection.manifest.get("embedder_key")
         vectors: dict[tuple[str, float | None], bytes] = {}
         times: dict[str, list[float | None]] = {}

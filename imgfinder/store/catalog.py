@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,6 +126,20 @@ def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError | CatalogErro
     return CatalogError(f"the catalog {path} cannot be used: {text}")
 
 
+def _switch_to_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Turn on WAL; SQLite answers "locked" at once, without waiting, while another process
+    creating the same catalog holds it, so wait here."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Catalog:
     """Thread-safe wrapper around one SQLite database (WAL, busy timeout, foreign keys).
 
@@ -157,7 +172,7 @@ class Catalog:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA foreign_keys=ON")
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             self._db = db
             self._migrate()
@@ -350,13 +365,16 @@ class Catalog:
     # -- writing (always under the collection's writer lock) -------------------------------
 
     def link_file(self, file: NewFile, content_id: int) -> bool:
-        """Point a path at content already embedded; True when the path is new to the catalog."""
+        """Point a path at content already embedded; True when the path is new to the catalog.
+        The generation moves only when what a search shows changes (a new path, other
+        content), not when a touched file turns out unchanged."""
         with self.transaction() as db:
-            previous = db.execute("SELECT 1 FROM files WHERE path=?", (to_db(file.path),))
-            is_new = previous.fetchone() is None
+            found = db.execute("SELECT content_id FROM files WHERE path=?", (to_db(file.path),))
+            previous = found.fetchone()
             self._upsert_file(db, file, content_id)
-            self._bump_generation(db)
-        return is_new
+            if previous is None or previous[0] != content_id:
+                self._bump_generation(db)
+        return previous is None
 
     def add_images(self, files: Sequence[NewFile], rows: Sequence[int], embedder_key: str) -> None:
         """Record embedded images (vector `rows[i]` for `files[i]`) in one transaction."""

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imgfinder.atomic import atomic_write_text
+from imgfinder.atomic import atomic_write_text, orphaned_temp_files
 from imgfinder.errors import CatalogError, NotFoundError, StorageError
 from imgfinder.store.catalog import Catalog
 from imgfinder.store.lock import WriterLock
@@ -72,17 +72,22 @@ class Collection:
         if not manifest_path.exists():
             if not create:
                 raise no_collection(self.dir)
-            self.manifest: dict[str, Any] = {
-                "format_version": FORMAT_VERSION,
-                "created": time.time(),
-                "model": None,
-                "embedders": {},
-            }
-            self.catalog = Catalog(self.dir / CATALOG)
-            self.save_manifest()
+            self._create()
         else:
             self.manifest = read_manifest(manifest_path)
             self.catalog = Catalog(self.dir / CATALOG, create=False)
+
+    def _create(self) -> None:
+        """Make the catalog and the manifest. Two processes may create one collection at
+        once: the catalog's schema is made in one transaction, and their manifests are alike."""
+        self.manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "created": time.time(),
+            "model": None,
+            "embedders": {},
+        }
+        self.catalog = Catalog(self.dir / CATALOG)
+        self.save_manifest()
 
     def writer(self) -> WriterLock:
         """A new handle on the collection's writer lock (each handle locks on its own, so two
@@ -100,10 +105,21 @@ class Collection:
         except OSError as exc:
             raise StorageError(f"cannot write {self.dir / MANIFEST}: {exc}") from exc
 
+    def sweep_temp_files(self) -> int:
+        """Remove the temp files of writes that a killed process left behind (under the
+        writer lock); returns how many."""
+        orphans = orphaned_temp_files(self.dir)
+        for orphan in orphans:
+            orphan.unlink(missing_ok=True)
+        return len(orphans)
+
     def register_embedder(
         self, model: str, embedder_key: str, dim: int, runtime: str | None = None
     ) -> None:
-        """Record that vectors under `embedder_key` exist (or are about to)."""
+        """Record that vectors under `embedder_key` exist (or are about to). Called under the
+        writer lock, on the manifest as it is on disk now: another process may have added an
+        embedder since this one opened the collection."""
+        self.manifest = read_manifest(self.dir / MANIFEST)
         embedders = self.manifest.setdefault("embedders", {})
         known = embedders.get(embedder_key)
         if known and int(known["dim"]) != dim:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgfinder.atomic import orphaned_temp_files
 from imgfinder.indexers.base import Indexer
 from imgfinder.store.collection import STAMP, Collection
 
@@ -25,10 +26,12 @@ class Problem:
     items: tuple[int, ...] = field(default=(), repr=False)
     #: a saved index folder a repair deletes (it is rebuilt from the vectors)
     saved_index: Path | None = None
+    #: leftovers of killed writes, which a repair (or the next index run) removes
+    temp_files: tuple[Path, ...] = field(default=(), repr=False)
 
     @property
     def repairable(self) -> bool:
-        return bool(self.items) or self.saved_index is not None
+        return bool(self.items) or self.saved_index is not None or bool(self.temp_files)
 
 
 def check(collection: Collection) -> list[Problem]:
@@ -42,6 +45,14 @@ def check(collection: Collection) -> list[Problem]:
             continue
         problems.extend(_check_vectors(collection, key, int(entry["dim"]), entry.get("model")))
     problems.extend(_check_saved_indexes(collection))
+    orphans = orphaned_temp_files(collection.dir)
+    if orphans:
+        problems.append(
+            Problem(
+                f"{len(orphans)} temporary files were left by interrupted writes",
+                temp_files=tuple(orphans),
+            )
+        )
     return problems
 
 
@@ -93,8 +104,8 @@ def _check_saved_indexes(collection: Collection) -> list[Problem]:
     problems = []
     base = collection.dir / "index"
     for directory in sorted(base.iterdir()) if base.is_dir() else []:
-        if not directory.is_dir():
-            continue
+        if not directory.is_dir() or not (directory / STAMP).exists():
+            continue  # no stamp: a save was cut short, and the next search rebuilds it
         try:
             json.loads((directory / STAMP).read_text())
             Indexer.load(directory)
