@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 DEMO_COLLECTION ?= $(CURDIR)/indexes/demo
 
-.PHONY: run test lint bench install install-dev browser demo clean
+.PHONY: run serve test lint bench soak install install-dev browser demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ run: demo
 	IMGFINDER_COLLECTION=$(DEMO_COLLECTION) $(BIN)/streamlit run app.py \
 		--server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
+## The HTTP API on 127.0.0.1:8000 (OpenAPI at /docs), over the demo collection.
+serve: demo
+	IMGFINDER_COLLECTION=$(DEMO_COLLECTION) $(BIN)/imgfinder serve
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,6 +50,10 @@ test: lint browser
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py
+
+## Crash and concurrency soak (100 kills, 200 two-writer and 100 stale-index trials).
+soak: install-dev
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
