@@ -31,7 +31,7 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 demo: install
-	@test -f $(DEMO_COLLECTION)/manifest.json || $(BIN)/imgfinder demo build --collection $(DEMO_COLLECTION)
+	$(BIN)/imgfinder demo build --if-missing --collection $(DEMO_COLLECTION)
 
 run: demo
 	IMGFINDER_COLLECTION=$(DEMO_COLLECTION) $(BIN)/streamlit run app.py \

@@ -413,13 +413,19 @@ def demo_build(
     collection: CollectionOpt = "demo",
     images: Annotated[int, typer.Option(help="How many demo images to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 2024,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing if the collection exists.")
+    ] = False,
 ) -> None:
     """Generate the demo folder (images and videos with known events) and index it."""
     from imgfinder.config import resolve_collection
     from imgfinder.demo_collection import build_demo
+    from imgfinder.store.collection import MANIFEST
 
     started = time.perf_counter()
     target = resolve_collection(collection)
+    if if_missing and (target / MANIFEST).is_file():
+        return
     media = folder if folder is not None else target.parent / f"{target.name}_media"
     errors.print(f"building the demo collection {target} from {media} ...")
     summary = build_demo(media, target, images=images, seed=seed).summary()

@@ -50,6 +50,8 @@ class Settings:
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    #: the Qdrant server the qdrant indexer uses when it is given no location of its own
+    qdrant_url: str | None = None
 
     def __post_init__(self) -> None:
         data = self.data_dir or str(default_data_dir())
@@ -60,7 +62,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """IMGFINDER_DATA_DIR, _INDEXES, _COLLECTION, _MODEL_DIR, _ALLOWED_ROOTS (folders
-        separated by the platform's path separator), _API_KEY, _HOST, _PORT, the factory."""
+        separated by the platform's path separator), _API_KEY, _HOST, _PORT, _QDRANT_URL and
+        the embedder factory."""
         allowed = environ.get("IMGFINDER_ALLOWED_ROOTS", "")
         port = environ.get("IMGFINDER_PORT", "8000")
         if not port.isdigit():
@@ -75,6 +78,7 @@ class Settings:
             api_key=environ.get("IMGFINDER_API_KEY") or None,
             host=environ.get("IMGFINDER_HOST") or "127.0.0.1",
             port=int(port),
+            qdrant_url=environ.get("IMGFINDER_QDRANT_URL") or None,
         )
 
     def collection_path(self, name_or_path: str | os.PathLike[str], *, paths: bool = True) -> Path:

@@ -432,13 +432,17 @@ class Service:
         collection = self.collection(selection.collection)
         runtime = collection.runtime_for(selection.model, selection.runtime)
         embedder = self.embedder(selection.model, runtime)
+        params = dict(selection.params)
+        where = {"location", "path", "url"} & set(params)
+        if selection.indexer == "qdrant" and self.settings.qdrant_url and not where:
+            params["url"] = self.settings.qdrant_url  # the server of a compose file
         with self._lock:
             if selection not in self._models:
                 model = SearchModel(
                     collection,
                     embedder,
                     indexer=selection.indexer,
-                    indexer_params=dict(selection.params),
+                    indexer_params=params,
                     model_name=selection.model,
                 )
                 self._models[selection] = model

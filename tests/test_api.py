@@ -139,6 +139,7 @@ def test_the_key_is_required_off_loopback(tmp_path: Path, library: Path) -> None
     keyed = create_app(service=color_service(tmp_path, host="0.0.0.0", api_key="s3cret"))
     with TestClient(keyed) as client:
         assert client.get("/collections").status_code == 401
+        assert client.get("/health").status_code == 200  # for the container's health check
         assert client.get("/collections", headers={"X-API-Key": "wrong"}).status_code == 401
         assert client.get("/collections", headers={"X-API-Key": "s3cret"}).status_code == 200
         bearer = {"Authorization": "Bearer s3cret"}
