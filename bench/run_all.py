@@ -13,6 +13,7 @@ SCRIPTS = [
     "bench_indexers.py",
     "bench_models.py",
     "bench_video.py",
+    "bench_api.py",
 ]
 
 
