@@ -290,19 +290,10 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
 ) -> None:
     """Show what a collection holds."""
-    from imgfinder.config import resolve_collection
-    from imgfinder.store.collection import Collection
-
-    target = Collection(resolve_collection(collection), create=False)
-    catalog = target.catalog
-    details = {
-        "collection": str(target.dir),
-        "format_version": target.manifest.get("format_version"),
-        "model": target.manifest.get("model"),
-        "embedders": target.manifest.get("embedders", {}),
-        "roots": catalog.roots(),
-        **catalog.counts(),
-    }
+    service = _service()
+    path = service.named(collection, paths=True)
+    details = {"collection": str(path), **service.info(path)}
+    details.pop("name")
     if as_json:
         console.print_json(json.dumps(details))
         return

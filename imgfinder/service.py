@@ -317,11 +317,14 @@ class Service:
         return path
 
     def info(self, collection: str | Path) -> dict[str, Any]:
-        """What a collection holds: counts, roots, the model it was built with."""
+        """What a collection holds: counts, roots, the model it was built with and each
+        embedder's vectors (model, dim, runtime)."""
         target = self.collection(collection)
         return {
             "name": target.name,
+            "format_version": target.manifest.get("format_version"),
             "model": target.manifest.get("model"),
+            "embedders": target.manifest.get("embedders", {}),
             "roots": [display_path(root) for root in target.catalog.roots()],
             **target.catalog.counts(),
         }
