@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -68,6 +69,7 @@ Threshold = Annotated[
     ),
 ]
 Only = Annotated[Kind | None, Query(description="Only images or only video moments.")]
+ItemId = Annotated[int, FastPath(ge=0, le=2**63 - 1, description="A stored item's id.")]
 ModelKey = Annotated[
     str | None,
     Query(
@@ -294,7 +296,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.get("/collections/{name}/items/{item_id}/similar", tags=["search"])
     def similar(
         name: str,
-        item_id: int,
+        item_id: ItemId,
         k: K = 24,
         threshold: Threshold = None,
         kind: Only = None,
@@ -307,7 +309,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         return answer(name, chosen, found)
 
     @app.get("/collections/{name}/items/{item_id}/thumbnail", tags=["files"])
-    def thumbnail(name: str, item_id: int) -> FileResponse:
+    def thumbnail(name: str, item_id: ItemId) -> FileResponse:
         path = service.named(name)
         made = service.thumbnail(path, service.item(path, item_id))
         if made is None:
@@ -315,7 +317,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         return FileResponse(made, media_type="image/jpeg")
 
     @app.get("/collections/{name}/items/{item_id}/original", tags=["files"])
-    def original(name: str, item_id: int) -> Response:
+    def original(name: str, item_id: ItemId) -> Response:
         path = service.named(name)
         item = service.item(path, item_id)
         kind = mimetypes.guess_type(item.path)[0] or "application/octet-stream"

@@ -152,6 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         "IMGFINDER_COLLECTION": str(base / "indexes" / "photos"),
         "IMGFINDER_INDEXES": str(base / "indexes"),
         "IMGFINDER_EMBEDDER_FACTORY": "test_webapp:slow_color_embedder",
+        "IMGFINDER_ALLOWED_ROOTS": str(base),  # the folders the Index tab adds
         "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
     }
     with streamlit_server(env, base / "server.log", lambda: fill_library(base)) as url:

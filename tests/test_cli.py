@@ -15,10 +15,12 @@ from imgfinder import cli
 
 @pytest.fixture(autouse=True)
 def color_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every model key resolves to the colour embedder, so the CLI runs offline."""
+    """Every model key resolves to the colour embedder, so the CLI runs offline: the library's
+    registry for indexing, the facade's factory hook for searching."""
     monkeypatch.setattr(
         "imgfinder.embedders.registry.create_embedder", lambda key, **_: ColorEmbedder()
     )
+    monkeypatch.setenv("IMGFINDER_EMBEDDER_FACTORY", "test_webapp:color_embedder")
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -519,7 +519,7 @@ class Catalog:
 
     def items(self, item_ids: Iterable[int]) -> dict[int, ItemRow]:
         """Items with one live path each (the first by name when a content has copies)."""
-        ids = [int(i) for i in item_ids]
+        ids = [int(i) for i in item_ids if 0 <= int(i) < 2**63]  # what SQLite can hold
         result: dict[int, ItemRow] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
