@@ -233,6 +233,11 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def info(name: str) -> dict[str, Any]:
         return service.info(service.named(name))
 
+    @app.patch("/collections/{name}", tags=["collections"])
+    def rename(name: str, body: NewCollection) -> dict[str, Any]:
+        """Rename a collection (body: its new name)."""
+        return service.info(service.rename_collection(service.named(name), body.name))
+
     @app.delete("/collections/{name}", status_code=204, tags=["collections"])
     def delete(name: str) -> Response:
         service.delete_collection(service.named(name))

@@ -332,6 +332,22 @@ class Service:
     def delete_collection(self, collection: str | Path) -> None:
         """Remove a collection's folder (never the media it indexed); refused while indexing."""
         target = self.collection(collection)
+        self._drop(target, lambda: shutil.rmtree(target.dir))
+
+    def rename_collection(self, collection: str | Path, name: str) -> Path:
+        """Give a collection in the indexes folder a new name; refused while it is indexed."""
+        target = self.collection(collection)
+        if not COLLECTION_NAME.match(name) or name in (".", ".."):
+            raise ConfigError(f"a collection name uses {NAME_RULE}")
+        new = self.indexes_dir / name
+        if new.exists():
+            raise ConfigError(f"there is already a collection {name!r}")
+        self._drop(target, lambda: target.dir.rename(new))
+        return new
+
+    def _drop(self, target: Collection, then: Callable[[], object]) -> None:
+        """Close a collection everywhere in this process and `then` move or remove its
+        folder, holding its writer lock so that no index run is under way meanwhile."""
         key = str(target.dir)
         lock = target.writer()
         with self._lock:
@@ -344,7 +360,7 @@ class Service:
                 self._jobs.pop(key, None)
                 target.close()
                 del self._collections[key]
-                shutil.rmtree(target.dir)
+                then()
             finally:
                 lock.release()
 
