@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import struct
+import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +119,29 @@ def png_claiming_size(width: int, height: int) -> bytes:
     data[12:29] = body
     data[29:33] = struct.pack(">I", zlib.crc32(body))
     return bytes(data)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
+    """Poll `url` until it answers; fail with the server's stderr if it exits first."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited {process.returncode}: {process.stderr.read().decode()}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")
 
 
 @pytest.fixture

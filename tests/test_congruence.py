@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ColorEmbedder, make_image
+from conftest import ColorEmbedder, free_port, make_image, wait_until_up
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
@@ -136,12 +134,6 @@ def page_answer(monkeypatch: pytest.MonkeyPatch, query: str) -> list[tuple[str, 
     return list(zip(names, scores, strict=True))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class UvicornServer:
     """`imgfinder serve` in a process of its own, on a free loopback port."""
 
@@ -162,16 +154,8 @@ class UvicornServer:
 
     def __enter__(self) -> str:
         url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{url}/health", timeout=1).raise_for_status()
-                return url
-            except httpx.HTTPError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.process.stderr.read().decode()) from None
-                time.sleep(0.1)
-        raise TimeoutError("the API did not start in 30 s")
+        wait_until_up(f"{url}/health", self.process, 30)
+        return url
 
     def __exit__(self, *exc_info: object) -> None:
         self.process.terminate()

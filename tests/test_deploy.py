@@ -9,16 +9,14 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from conftest import make_image
+from conftest import free_port, make_image, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,25 +67,6 @@ def test_compose_wires_page_api_and_qdrant() -> None:
     assert set(compose()["volumes"]) == {"data", "models", "qdrant"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited {process.returncode}: {process.stderr.read().decode()}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
-
-
 def container_env(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
     """The container's environment, with its volumes as folders here."""
     env = {**os.environ, "IMGFINDER_DATA_DIR": str(tmp_path / "data")}
@@ -108,7 +87,7 @@ def test_the_api_service_command_runs_here(tmp_path: Path) -> None:
     env["IMGFINDER_API_KEY"] = "compose-key"
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
-        wait_for(f"http://127.0.0.1:{port}/health", server)
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
         probe = [part.replace("8000", port) for part in api["healthcheck"]["test"][1:]]
         assert subprocess.run(probe, timeout=30, check=False).returncode == 0
         base = f"http://127.0.0.1:{port}"
@@ -131,7 +110,7 @@ def test_the_page_image_command_runs_here(tmp_path: Path) -> None:
     env = container_env(tmp_path, {"IMGFINDER_COLLECTION": "demo", "IMGFINDER_HOST": "127.0.0.1"})
     page = subprocess.Popen(["sh", "-c", shell], env=env, cwd=ROOT, stderr=subprocess.PIPE)
     try:
-        wait_for(f"http://127.0.0.1:{port}/_stcore/health", page)
+        wait_until_up(f"http://127.0.0.1:{port}/_stcore/health", page)
         (check,) = instruction("HEALTHCHECK")
         probe = shlex.split(check.split(" CMD ", 1)[1].replace("8501", port))
         probe[0] = sys.executable
@@ -161,7 +140,7 @@ def test_the_readme_curl_examples_work(small_demo: tuple[Path, Path], tmp_path: 
     )
     make_image(tmp_path / "query.jpg", "red")
     try:
-        wait_for(f"http://127.0.0.1:{port}/health", server)
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
         curls = readme_curls()
         assert len(curls) >= 6
         for line in curls:
