@@ -79,6 +79,10 @@ def test_every_entry_is_valid() -> None:
             tag = open_clip.get_pretrained_cfg(info.architecture, info.pretrained)
             assert tag, f"{info.key}: open_clip has no tag {info.pretrained}"
             assert tag["hf_hub"].strip("/").split("/")[:2] == info.hf_repo.split("/"), info.key
+        elif info.family == "immich":
+            from imgfinder.embedders.immich import FILES
+
+            assert info.hf_repo.startswith("immich-app/") and info.files == FILES, info.key
         else:
             assert info.hf_repo == f"ai-forever/{info.architecture}"
             assert set(info.files) == {"config.json", "bpe.model", "pytorch_model.bin"}

@@ -29,7 +29,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 REGISTRY_FILE = Path(__file__).with_name("models.toml")
-FAMILIES = ("open_clip", "ruclip", "demo")
+FAMILIES = ("open_clip", "ruclip", "demo", "immich")
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 HF_ENDPOINT = "https://huggingface.co"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,7 @@ LOADERS = {
     "demo": "imgfinder.embedders.demo:DemoEmbedder",
     "open_clip": "imgfinder.embedders.openclip:OpenClipEmbedder",
     "ruclip": "imgfinder.embedders.ruclip:RuClipEmbedder",
+    "immich": "imgfinder.embedders.immich:ImmichEmbedder",
 }
 #: seconds to wait for the hub before saying the machine is offline
 CONNECT_TIMEOUT = 5.0
@@ -236,7 +237,7 @@ def locate(info: ModelInfo, model_dir: Path | None = None) -> ModelInfo:
     ]
     if not all(found) or not all(extras):
         return replace(info, present=False, path=None)
-    path = directory if all(f.parent == directory for f in found if f) else found[0].parent
+    path = directory if all(f.is_relative_to(directory) for f in found if f) else found[0].parent
     return replace(info, present=True, path=path)
 
 
@@ -304,6 +305,8 @@ def create_embedder(key: str, *, model_dir: Path | None = None, runtime: str = "
     loader = _import_loader(info.family)
     if info.family == "demo":
         return loader(folder(info), runtime="onnx" if runtime == "auto" else runtime)
+    if info.family == "immich":
+        return loader(info.path, runtime=runtime)
     if runtime == "auto":
         runtime = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
     onnx_dir = Path(model_dir) / "onnx" if model_dir else None
