@@ -8,11 +8,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Collection", "Hit", "ImgFinderError", "SearchModel", "open_collection"]
+__all__ = [
+    "Collection",
+    "Hit",
+    "ImgFinderError",
+    "SearchModel",
+    "Service",
+    "Settings",
+    "open_collection",
+]
 
 if TYPE_CHECKING:
+    from imgfinder.config import Settings
     from imgfinder.errors import ImgFinderError
     from imgfinder.search import Hit, SearchModel
+    from imgfinder.service import Service
     from imgfinder.store.collection import Collection
 
 _LAZY = {
@@ -20,6 +30,8 @@ _LAZY = {
     "Hit": "imgfinder.search",
     "Collection": "imgfinder.store.collection",
     "ImgFinderError": "imgfinder.errors",
+    "Service": "imgfinder.service",
+    "Settings": "imgfinder.config",
 }
 
 

@@ -138,7 +138,7 @@ class SearchModel:
             report = run.run(paths)
             with self._lock:
                 if self._refresh():
-                    self._save_index(self._index, self._generation)
+                    self._save_index(self._generation)
         finally:
             lock.release()
         return report
@@ -229,16 +229,16 @@ class SearchModel:
             return
         try:
             if self.collection.catalog.generation() == self._generation:
-                self._save_index(self._index, self._generation)
+                self._save_index(self._generation)
         finally:
             lock.release()
 
-    def _save_index(self, index: Indexer | None, generation: int) -> None:
+    def _save_index(self, generation: int) -> None:
         """Stamp the saved index with `generation`, writing the index itself only when what is
         on disk is not what memory holds (a rename moves the generation, not the vectors). The
         old stamp goes first, so a save cut short leaves no stamp and is rebuilt. A full disk
         keeps the index in memory only."""
-        if index is None:
+        if self._index is None:
             return
         directory = self._index_dir()
         on_disk = self._saved_generation()
@@ -247,7 +247,7 @@ class SearchModel:
             if not (known and on_disk == generation):
                 (directory / STAMP).unlink(missing_ok=True)
                 if not known:
-                    index.save(directory)
+                    self._index.save(directory)
                 atomic_write_text(directory / STAMP, json.dumps(self._stamp(generation)))
             self._saved_as = generation
         except (OSError, ImgFinderError) as exc:

@@ -48,7 +48,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "contents(id) ON DELETE CASCADE, embedder_key TEXT NOT NULL, "
         "PRIMARY KEY (content_id, embedder_key))",
     ),
-    # 2: the integrity check on open asks for the highest row of an embedder key
+    # 2: a snapshot reads every row of one embedder key
     ("CREATE INDEX IF NOT EXISTS vectors_row ON vectors(embedder_key, row)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -329,10 +329,6 @@ class Catalog:
         )
         return FileRecord(path, *rows[0]) if rows else None
 
-    def content_by_hash(self, content_hash: str) -> int | None:
-        rows = self._query("SELECT id FROM contents WHERE hash=?", (content_hash,))
-        return int(rows[0][0]) if rows else None
-
     def embedded_content(self, content_hash: str, embedder_key: str) -> int | None:
         """The content id of a hash already embedded under `embedder_key`, else None."""
         rows = self._query(
@@ -505,15 +501,6 @@ class Catalog:
             ).fetchall()
         return Snapshot(int(generation[0]) if generation else 0, dict(rows))
 
-    def vector_rows(self, embedder_key: str) -> list[tuple[int, int]]:
-        """(item_id, row) of every live item embedded under `embedder_key`."""
-        return list(self.snapshot(embedder_key).rows.items())
-
-    def max_row(self, embedder_key: str) -> int:
-        """The highest vector row the catalog refers to under `embedder_key`; -1 if none."""
-        rows = self._query("SELECT MAX(row) FROM vectors WHERE embedder_key=?", (embedder_key,))
-        return -1 if rows[0][0] is None else int(rows[0][0])
-
     def embedder_keys(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT embedder_key FROM embedded")]
 
@@ -536,14 +523,6 @@ class Catalog:
                     int(item_id), int(content_id), kind, t, path, content_hash
                 )
         return result
-
-    def item_ids_for_path(self, path: str) -> list[int]:
-        rows = self._query(
-            "SELECT i.id FROM items i JOIN files f ON f.content_id = i.content_id "
-            "WHERE f.path = ? ORDER BY i.t",
-            (to_db(path),),
-        )
-        return [int(r[0]) for r in rows]
 
     def all_paths(self) -> list[str]:
         return [from_db(r[0]) for r in self._query("SELECT path FROM files ORDER BY path")]
