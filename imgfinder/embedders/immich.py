@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from imgfinder.embedders.base import Embedder, l2_normalize
-from imgfinder.embedders.onnx import _import_onnxruntime, session_options
+from imgfinder.embedders.onnx import open_session
 from imgfinder.embedders.openclip import file_digest
 from imgfinder.errors import MissingExtraError, ModelError
 
@@ -150,16 +150,8 @@ class ImmichEmbedder(Embedder):
         if tower not in self._sessions:
             with self._lock:
                 if tower not in self._sessions:
-                    ort = _import_onnxruntime()
                     path = self.folder / tower / "model.onnx"
-                    try:
-                        self._sessions[tower] = ort.InferenceSession(
-                            str(path),
-                            session_options(self.threads),
-                            providers=["CPUExecutionProvider"],
-                        )
-                    except Exception as exc:
-                        raise ModelError(f"cannot open {path}: {exc}") from exc
+                    self._sessions[tower] = open_session(path, self.threads)
         return self._sessions[tower]
 
 

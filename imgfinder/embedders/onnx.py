@@ -136,6 +136,17 @@ def _import_onnxruntime() -> Any:
 # --------------------------------------------------------------------------- runtime
 
 
+def open_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU; a file it cannot open is a ModelError."""
+    ort = _import_onnxruntime()
+    try:
+        return ort.InferenceSession(
+            str(path), session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own types for bad or missing files
+        raise ModelError(f"cannot open {path}: {exc}") from exc
+
+
 class OnnxTowers:
     """Image and text towers as ONNX Runtime sessions, created on first use of each."""
 
@@ -170,16 +181,8 @@ class OnnxTowers:
         if tower not in self._sessions:
             with self._lock:
                 if tower not in self._sessions:
-                    ort = _import_onnxruntime()
                     path = self.directory / self.meta["files"][self.precision][tower]
-                    try:
-                        self._sessions[tower] = ort.InferenceSession(
-                            str(path),
-                            session_options(self.threads),
-                            providers=["CPUExecutionProvider"],
-                        )
-                    except Exception as exc:
-                        raise ModelError(f"cannot open {path}: {exc}") from exc
+                    self._sessions[tower] = open_session(path, self.threads)
         return self._sessions[tower]
 
     def image(self, batch: np.ndarray) -> np.ndarray:
