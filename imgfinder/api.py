@@ -256,6 +256,18 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             for info in service.models()
         ]
 
+    @app.post("/models/{key}/pull", status_code=202, tags=["models"])
+    def start_pull(key: str) -> dict[str, Any]:
+        """Download a model's files in the background (needs the internet, once)."""
+        return asdict(service.start_pull(key))
+
+    @app.get("/models/{key}/pull", tags=["models"])
+    def pull_status(key: str) -> dict[str, Any]:
+        status = service.pull_status(key)
+        if status is None:
+            raise NotFoundError(f"{key} is not being downloaded")
+        return asdict(status)
+
     @app.get("/collections/{name}/search", tags=["search"])
     def search_get(
         name: str,

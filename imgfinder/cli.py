@@ -477,10 +477,14 @@ def models_pull(
     key: Annotated[str, typer.Argument(help="Model key.")],
     model_dir: ModelDirOpt = None,
 ) -> None:
-    """Download a model's files (needs the internet)."""
+    """Download a model's files (needs the internet), saying which file is under way."""
     from imgfinder.embedders.registry import pull
 
-    info = pull(key, model_dir=model_dir)
+    def on_file(done: int, total: int, name: str) -> None:
+        if name:
+            errors.print(Text(f"[{done + 1}/{total}] {name}"))
+
+    info = pull(key, model_dir=model_dir, progress=on_file)
     console.print(Text(f"{info.key} is ready in {info.path}"))
 
 

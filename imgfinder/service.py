@@ -33,6 +33,7 @@ from imgfinder.embedders.registry import (
     default_model_key,
     list_models,
     missing_message,
+    pull,
 )
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, NotFoundError
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
@@ -270,6 +271,66 @@ class IndexJob:
             self._status = replace(self._status, eta=None, elapsed=elapsed, **changes)
 
 
+@dataclass(frozen=True)
+class PullStatus:
+    """A snapshot of a model download: files done of total, the one under way."""
+
+    key: str
+    state: str  # running | done | failed
+    done: int = 0
+    total: int = 0
+    current: str = ""
+    error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class PullJob:
+    """Downloads one model's files in a thread; progress is read with `status()`."""
+
+    def __init__(self, key: str, model_dir: Path | None) -> None:
+        self.key = key
+        self.model_dir = model_dir
+        self._lock = threading.Lock()
+        self._status = PullStatus(key, "running")
+        self._thread = threading.Thread(target=self._run, name=f"imgfinder-pull-{key}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def status(self) -> PullStatus:
+        with self._lock:
+            return self._status
+
+    def _progress(self, done: int, total: int, current: str) -> None:
+        with self._lock:
+            self._status = replace(self._status, done=done, total=total, current=current)
+
+    def _run(self) -> None:
+        try:
+            pull(self.key, model_dir=self.model_dir, progress=self._progress)
+        except ImgFinderError as exc:
+            with self._lock:
+                self._status = replace(self._status, state="failed", error=str(exc))
+        except Exception:
+            log.exception("pulling %s failed", self.key)
+            with self._lock:
+                self._status = replace(
+                    self._status,
+                    state="failed",
+                    error="the download stopped on an unexpected error",
+                )
+        else:
+            with self._lock:
+                self._status = replace(self._status, state="done", current="")
+
+
 class Service:
     """Thread-safe: any number of sessions may search while collections are being indexed."""
 
@@ -285,6 +346,7 @@ class Service:
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._models: dict[Selection, SearchModel] = {}
         self._jobs: dict[str, IndexJob] = {}
+        self._pulls: dict[str, PullJob] = {}
         self._queries: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._hashes: dict[tuple[str, int], str | None] = {}
         self._model_dir = Path(settings.model_dir) if settings.model_dir else None
@@ -384,6 +446,27 @@ class Service:
                 self._model_infos = list_models(self._model_dir)
                 self._models_checked = now
             return self._model_infos
+
+    def start_pull(self, key: str) -> PullStatus:
+        """Download a model's files in the background (`pull_status` follows it)."""
+        if self.model_info(key) is None:
+            raise NotFoundError(f"there is no model {key!r} in the registry")
+        with self._lock:
+            running = self._pulls.get(key)
+            if running is not None and running.status().running:
+                return running.status()
+            job = PullJob(key, self._model_dir)
+            self._pulls[key] = job
+        job.start()
+        self._models_checked = -float("inf")  # presence changes once it is done
+        return job.status()
+
+    def pull_status(self, key: str) -> PullStatus | None:
+        with self._lock:
+            job = self._pulls.get(key)
+        if job is not None and not job.status().running:
+            self._models_checked = -float("inf")
+        return job.status() if job is not None else None
 
     def model_info(self, key: str) -> ModelInfo | None:
         return next((info for info in self.models() if info.key == key), None)

@@ -192,3 +192,40 @@ def test_fuzzed_from_its_own_schema_no_500s(tmp_path: Path, library: Path) -> No
         if time.monotonic() < deadline:
             check()
     assert failures == [], json.dumps(failures[:5], indent=2)
+
+
+def test_a_model_is_pulled_in_the_background_with_progress(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub replaced by a fake that writes each file it is asked for."""
+    import huggingface_hub
+
+    from imgfinder.embedders import registry
+
+    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
+        target = Path(str(local_dir)) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"{}")
+        return str(target)
+
+    monkeypatch.setattr(registry, "check_online", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(tmp_path / "models"))
+    assert client.post("/models/immich-clip-vit-b-32/pull").status_code == 202
+    deadline = time.monotonic() + 10
+    while (status := client.get("/models/immich-clip-vit-b-32/pull").json())["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status == {
+        "key": "immich-clip-vit-b-32",
+        "state": "done",
+        "done": 6,
+        "total": 6,
+        "current": "",
+        "error": "",
+    }
+    assert (
+        tmp_path / "models" / "immich-app--ViT-B-32__openai" / "textual" / "model.onnx"
+    ).exists()
+    assert client.post("/models/no-such-model/pull").status_code == 404
+    assert client.get("/models/clip-vit-b-16/pull").status_code == 404

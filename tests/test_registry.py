@@ -258,7 +258,9 @@ def test_pull_downloads_safetensors_or_falls_back_to_the_pickle(
 
     monkeypatch.setattr(registry, "check_online", lambda: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    info = pull("clip-vit-b-32", model_dir=tmp_path)
+    told: list[tuple[int, int, str]] = []
+    info = pull("clip-vit-b-32", model_dir=tmp_path, progress=lambda *step: told.append(step))
+    assert told == [(0, 1, "open_clip_model.safetensors"), (1, 1, "")]
     repo = "timm/vit_base_patch32_clip_224.openai"
     assert asked == [(repo, "open_clip_model.safetensors"), (repo, "open_clip_pytorch_model.bin")]
     assert info.present and info.path == tmp_path / repo.replace("/", "--")

@@ -14,7 +14,7 @@ import importlib.util
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -325,8 +325,15 @@ def _import_loader(family: str) -> Any:
 # --------------------------------------------------------------------------- downloading
 
 
-def pull(key: str, *, model_dir: Path | None = None) -> ModelInfo:
-    """Download the files of registry entry `key`; fails fast, in one sentence, when offline."""
+def pull(
+    key: str,
+    *,
+    model_dir: Path | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ModelInfo:
+    """Download the files of registry entry `key`; fails fast, in one sentence, when offline.
+
+    `progress(done, total, name)` is told before each file and once at the end."""
     info = locate(get_model(key), model_dir)
     if info.present:
         return info
@@ -339,18 +346,26 @@ def pull(key: str, *, model_dir: Path | None = None) -> ModelInfo:
     from huggingface_hub import hf_hub_download
 
     directory = folder(info, model_dir)
+    tell = progress or (lambda _done, _total, _name: None)
+    total = len(info.files) + sum(len(names) for _, names in info.extra_files)
+    done = 0
     try:
         for item in info.files:
+            tell(done, total, item.split("|")[0])
             if _find_file(info, directory, item) is None:
                 _download_first(hf_hub_download, info.hf_repo, item.split("|"), directory)
+            done += 1
         for repo, names in info.extra_files:
             for name in names:
+                tell(done, total, f"{repo}/{name}")
                 if _hub_cached(repo, name, model_dir) is None:
                     hf_hub_download(repo, name, cache_dir=hub_cache_dir(model_dir))
+                done += 1
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"downloading {key} from {info.url} failed: {exc}") from exc
+    tell(total, total, "")
     return locate(info, model_dir)
 
 
