@@ -194,36 +194,40 @@ def load_factory(spec: str | None, model_dir: str | None = None) -> EmbedderFact
         raise ConfigError(f"cannot load the embedder factory {spec!r}: {exc}") from exc
 
 
-class IndexJob:
-    """Indexes one folder into a collection in a thread; progress is read with `status()`."""
+class BackgroundJob:
+    """Work in a daemon thread of its own (`_run`), whose status is read under `_lock`."""
 
-    def __init__(
-        self,
-        model: SearchModel,
-        folder: Path,
-    ) -> None:
-        self.model = model
-        self.collection = str(model.collection.dir)
-        self.folder = folder
-        self._cancel = threading.Event()
+    def __init__(self, name: str) -> None:
         self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._status = JobStatus(self.collection, str(folder), "running")
-        self._phase_started = self._started
-        self._thread = threading.Thread(
-            target=self._run, name=f"imgfinder-index-{model.collection.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
     def wait(self, timeout: float | None = None) -> bool:
-        """True when the run has finished (used by tests and at shutdown)."""
+        """True when the work has finished (used by tests and at shutdown)."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class IndexJob(BackgroundJob):
+    """Indexes one folder into a collection in a thread; progress is read with `status()`."""
+
+    def __init__(self, model: SearchModel, folder: Path) -> None:
+        super().__init__(f"imgfinder-index-{model.collection.name}")
+        self.model = model
+        self.collection = str(model.collection.dir)
+        self.folder = folder
+        self._cancel = threading.Event()
+        self._started = time.monotonic()
+        self._status = JobStatus(self.collection, str(folder), "running")
+        self._phase_started = self._started
+
+    def cancel(self) -> None:
+        self._cancel.set()
 
     def status(self) -> JobStatus:
         with self._lock:
@@ -287,22 +291,14 @@ class PullStatus:
         return self.state == "running"
 
 
-class PullJob:
+class PullJob(BackgroundJob):
     """Downloads one model's files in a thread; progress is read with `status()`."""
 
     def __init__(self, key: str, model_dir: Path | None) -> None:
+        super().__init__(f"imgfinder-pull-{key}")
         self.key = key
         self.model_dir = model_dir
-        self._lock = threading.Lock()
         self._status = PullStatus(key, "running")
-        self._thread = threading.Thread(target=self._run, name=f"imgfinder-pull-{key}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def status(self) -> PullStatus:
         with self._lock:
