@@ -454,14 +454,11 @@ class Service:
             job = PullJob(key, self._model_dir)
             self._pulls[key] = job
         job.start()
-        self._models_checked = -float("inf")  # presence changes once it is done
         return job.status()
 
     def pull_status(self, key: str) -> PullStatus | None:
         with self._lock:
             job = self._pulls.get(key)
-        if job is not None and not job.status().running:
-            self._models_checked = -float("inf")
         return job.status() if job is not None else None
 
     def model_info(self, key: str) -> ModelInfo | None:
