@@ -38,10 +38,11 @@ from imgfinder.errors import (
     StorageError,
 )
 from imgfinder.indexers.registry import INDEXERS
+from imgfinder.jobs import JobStatus
 from imgfinder.media.served import UnsafePathError
 from imgfinder.media.uploads import MAX_UPLOAD_BYTES
 from imgfinder.search import Hit
-from imgfinder.service import JobStatus, Outcome, Selection, Service
+from imgfinder.service import Outcome, Selection, Service
 from imgfinder.service import Query as SearchQuery
 
 #: most specific first: the first matching class gives the status

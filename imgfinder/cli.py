@@ -93,31 +93,6 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:6.1f} files/s" if speed else "   ... files/s", style="cyan")
 
 
-def _open_model(
-    collection: str,
-    model: str | None,
-    indexer: str,
-    params: list[str] | None,
-    *,
-    model_dir: Path | None = None,
-    runtime: str = "auto",
-    create: bool = False,
-    video: Any = None,
-):
-    from imgfinder.search import SearchModel
-
-    return SearchModel(
-        collection,
-        model,
-        indexer=indexer,
-        indexer_params=_parse_params(params),
-        model_dir=model_dir,
-        runtime=runtime,
-        create=create,
-        video=video,
-    )
-
-
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
@@ -148,16 +123,10 @@ def index(
 
     if not any(path.exists() for path in paths):  # some missing: skipped and counted below
         raise ConfigError(f"there is no file or folder at {', '.join(map(str, paths))}")
-    search_model = _open_model(
-        collection,
-        model,
-        indexer,
-        param,
-        model_dir=model_dir,
-        runtime=runtime,
-        create=True,
-        video=VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit),
-    )
+    service = _service(model_dir)
+    target = service.collection(service.settings.collection_path(collection))
+    chosen = _selection(service, target.dir, model, runtime, indexer, param)
+    video = VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit)
     labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
     try:
         with Progress(
@@ -180,12 +149,12 @@ def index(
                 bar.update(tasks[event.phase], completed=event.done, total=event.total or None)
 
             def on_wait() -> None:
-                errors.print(
-                    f"waiting for another run to finish indexing {search_model.collection.dir} ..."
-                )
+                errors.print(f"waiting for another run to finish indexing {target.dir} ...")
 
-            report = search_model.index(
+            report = service.index(
+                chosen,
                 paths,
+                video=video,
                 progress=on_progress,
                 batch_size=batch_size,
                 workers=workers,
@@ -200,7 +169,7 @@ def index(
         summary["skipped_files"] = [{"path": s.path, "reason": s.reason} for s in report.skipped]
         console.print_json(json.dumps(summary))
         return
-    table = Table(title=f"collection {search_model.collection.dir}", show_header=False)
+    table = Table(title=f"collection {target.dir}", show_header=False)
     rows = ("scanned", "indexed", "unchanged", "renamed", "copies", "skipped", "left", "removed")
     rows += ("frames", "seconds")
     for key in rows:
@@ -241,15 +210,14 @@ def search(
         raise ConfigError("give either a text query or --image FILE")
     if only not in (None, "image", "video"):
         raise ConfigError(f"--only takes image or video, not {only!r}")
-    from imgfinder.service import Query, Selection
+    from imgfinder.service import Query
 
     service = _service(model_dir)
-    path = service.named(collection, paths=True)
-    key = model or service.default_model(path)
-    params = tuple(sorted(_parse_params(param).items()))
-    chosen = Selection(str(path), key, runtime, indexer, params)
+    chosen = _selection(
+        service, service.named(collection, paths=True), model, runtime, indexer, param
+    )
     if threshold is None:
-        threshold = service.default_threshold(service.model_info(key))
+        threshold = service.default_threshold(service.model_info(chosen.model))
     wanted = Query.for_image_file(image) if image is not None else Query.for_text(query or "")
     hits = service.find(chosen, wanted, k, threshold, only).hits
     if as_json:
@@ -273,6 +241,21 @@ def _service(model_dir: Path | None = None):
     if model_dir is not None:
         settings = replace(settings, model_dir=str(model_dir))
     return Service(settings)
+
+
+def _selection(
+    service: Any,
+    path: Path,
+    model: str | None,
+    runtime: str,
+    indexer: str,
+    params: list[str] | None,
+) -> Any:
+    """The service's Selection for a collection and the command's model and index options."""
+    from imgfinder.service import Selection
+
+    key = model or service.default_model(path)
+    return Selection(str(path), key, runtime, indexer, tuple(sorted(_parse_params(params).items())))
 
 
 def _format_hit(hit) -> str:
@@ -321,17 +304,14 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Check a collection: SQLite integrity, vector files against the catalog, saved indexes."""
-    from imgfinder.config import resolve_collection
-    from imgfinder.store.collection import Collection
-    from imgfinder.store.health import check as check_collection
-
-    target = Collection(resolve_collection(collection), create=False)
-    problems = check_collection(target)
+    service = _service()
+    path = service.settings.collection_path(collection)
+    problems = service.check(path)
     if as_json:
         found = [{"problem": p.what, "repairable": p.repairable} for p in problems]
-        console.print_json(json.dumps({"collection": str(target.dir), "problems": found}))
+        console.print_json(json.dumps({"collection": str(path), "problems": found}))
     elif not problems:
-        console.print(Text(f"{target.dir}: sound"))
+        console.print(Text(f"{path}: sound"))
     for problem in [] if as_json else problems:
         fix = "repair redoes it" if problem.repairable else "repair cannot fix this"
         console.print(Text(f"{problem.what} ({fix})"))
@@ -342,14 +322,11 @@ def check(
 @app.command()
 def repair(collection: CollectionOpt = "default") -> None:
     """Redo only what `check` finds missing or damaged; what is sound is kept."""
-    from imgfinder.config import resolve_collection
-    from imgfinder.repair import repair as repair_collection
-    from imgfinder.store.collection import Collection
-
-    target = Collection(resolve_collection(collection), create=False)
-    report = repair_collection(target)
+    service = _service()
+    path = service.settings.collection_path(collection)
+    report = service.repair(path)
     if not report.found:
-        console.print(Text(f"{target.dir}: sound, nothing to repair"))
+        console.print(Text(f"{path}: sound, nothing to repair"))
     for model, contents in report.reembedded.items():
         console.print(Text(f"re-embedded {contents} files with {model}"))
     if report.saved_indexes_removed:
@@ -437,9 +414,7 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every known model, and whether its files are present here."""
-    from imgfinder.embedders.registry import list_models
-
-    models = list_models(model_dir)
+    models = _service(model_dir).models()
     if as_json:
         rows = [
             {
@@ -478,13 +453,12 @@ def models_pull(
     model_dir: ModelDirOpt = None,
 ) -> None:
     """Download a model's files (needs the internet), saying which file is under way."""
-    from imgfinder.embedders.registry import pull
 
     def on_file(done: int, total: int, name: str) -> None:
         if name:
             errors.print(Text(f"[{done + 1}/{total}] {name}"))
 
-    info = pull(key, model_dir=model_dir, progress=on_file)
+    info = _service(model_dir).pull(key, progress=on_file)
     console.print(Text(f"{info.key} is ready in {info.path}"))
 
 
@@ -495,22 +469,15 @@ def models_verify(
     runtime: RuntimeOpt = "auto",
 ) -> None:
     """Load a model and embed one text and one image, to prove it works here."""
-    from PIL import Image
-
-    from imgfinder.embedders.registry import create_embedder
-
-    embedder = create_embedder(key, model_dir=model_dir, runtime=runtime)
-    text = embedder.embed_texts(["a red circle"])
-    image = embedder.embed_images([Image.new("RGB", (64, 64), (200, 30, 30))])
-    similarity = float(text[0] @ image[0])
+    checked = _service(model_dir).verify_model(key, runtime)
     console.print(
-        Text(f"{key}: ok ({embedder.key}, dim {embedder.dim}, text·image {similarity:.3f})")
+        Text(
+            f"{key}: ok ({checked.embedder_key}, dim {checked.dim}, "
+            f"text·image {checked.similarity:.3f})"
+        )
     )
-    parity = getattr(embedder, "parity", None) or {}
-    if parity:
-        from imgfinder.embedders.onnx import parity_summary
-
-        console.print(Text(parity_summary(embedder.runtime, parity)))
+    if checked.parity:
+        console.print(Text(checked.parity))
 
 
 @app.command("eval")

@@ -115,8 +115,10 @@ class SearchModel:
         cancel: threading.Event | None = None,
         wait: bool = True,
         on_wait: Callable[[], None] | None = None,
+        video: VideoSampling | None = None,
     ) -> IndexReport:
-        """Index new and changed files under `paths`; forget files that vanished.
+        """Index new and changed files under `paths`; forget files that vanished. `video`
+        overrides this model's frame sampling for this run.
 
         The collection's writer lock is held for the whole run: a second writer waits (calling
         `on_wait` once) or, with `wait=False`, raises BusyError at once.
@@ -133,7 +135,7 @@ class SearchModel:
                 workers=workers,
                 progress=progress,
                 cancel=cancel,
-                video=self.video,
+                video=video or self.video,
             )
             report = run.run(paths)
             with self._lock:

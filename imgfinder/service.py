@@ -16,12 +16,13 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from PIL import Image
 
 from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
 from imgfinder.embedders.base import Embedder
@@ -37,14 +38,19 @@ from imgfinder.embedders.registry import (
 )
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, NotFoundError
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
-from imgfinder.indexing import Progress
+from imgfinder.indexing import IndexReport
+from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
+from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import decode_ahead
-from imgfinder.media.scan import Skipped
 from imgfinder.media.served import is_under, open_indexed
 from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.media.uploads import CheckedUpload, check_upload
+from imgfinder.repair import RepairReport
+from imgfinder.repair import repair as repair_collection
 from imgfinder.search import Hit, SearchModel
 from imgfinder.store.collection import MANIFEST, Collection, list_collections, no_collection
+from imgfinder.store.health import Problem
+from imgfinder.store.health import check as check_collection
 from imgfinder.textfmt import display_path
 
 log = logging.getLogger(__name__)
@@ -107,6 +113,18 @@ class Query:
 
 
 @dataclass(frozen=True)
+class ModelCheck:
+    """A model loaded and run here: its embedder key, dimension, and how a red-circle text
+    scored against a red image (a sanity figure, not a benchmark)."""
+
+    key: str
+    embedder_key: str
+    dim: int
+    similarity: float
+    parity: str = ""
+
+
+@dataclass(frozen=True)
 class Moment:
     """One matching stretch of a video."""
 
@@ -124,6 +142,11 @@ class Result:
     hit: Hit
     name: str
     moments: tuple[Moment, ...] = ()
+
+    def best_moments(self, count: int) -> list[Moment]:
+        """The `count` best-scoring moments, in the order they play."""
+        best = sorted(self.moments, key=lambda moment: -moment.score)[:count]
+        return sorted(best, key=lambda moment: moment.t_start)
 
 
 #: why a search found nothing: the collection is empty, has nothing of the kind asked for, the
@@ -150,32 +173,6 @@ class Outcome:
     parity: str = ""
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of a background indexing run."""
-
-    collection: str
-    folder: str
-    state: str  # running | done | cancelled | failed
-    phase: str = "scan"
-    done: int = 0
-    total: int = 0
-    elapsed: float = 0.0
-    rate: float | None = None
-    eta: float | None = None
-    summary: dict[str, Any] | None = None
-    skipped: tuple[Skipped, ...] = ()
-    error: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-
 def load_factory(spec: str | None, model_dir: str | None = None) -> EmbedderFactory:
     """The registry's `create_embedder`, or the "module:function" named by `spec`."""
     if not spec:
@@ -192,139 +189,6 @@ def load_factory(spec: str | None, model_dir: str | None = None) -> EmbedderFact
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot load the embedder factory {spec!r}: {exc}") from exc
-
-
-class BackgroundJob:
-    """Work in a daemon thread of its own (`_run`), whose status is read under `_lock`."""
-
-    def __init__(self, name: str) -> None:
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True when the work has finished (used by tests and at shutdown)."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-
-class IndexJob(BackgroundJob):
-    """Indexes one folder into a collection in a thread; progress is read with `status()`."""
-
-    def __init__(self, model: SearchModel, folder: Path) -> None:
-        super().__init__(f"imgfinder-index-{model.collection.name}")
-        self.model = model
-        self.collection = str(model.collection.dir)
-        self.folder = folder
-        self._cancel = threading.Event()
-        self._started = time.monotonic()
-        self._status = JobStatus(self.collection, str(folder), "running")
-        self._phase_started = self._started
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def status(self) -> JobStatus:
-        with self._lock:
-            if not self._status.running:
-                return self._status
-            return replace(self._status, elapsed=time.monotonic() - self._started)
-
-    def _progress(self, event: Progress) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if event.phase != self._status.phase:
-                self._phase_started = now
-            spent = now - self._phase_started
-            rate = event.done / spent if event.done and spent > 0.2 else None
-            eta = (event.total - event.done) / rate if rate else None
-            self._status = replace(
-                self._status,
-                phase=event.phase,
-                done=event.done,
-                total=event.total,
-                rate=rate,
-                eta=eta,
-            )
-
-    def _run(self) -> None:
-        try:
-            report = self.model.index(
-                [self.folder], progress=self._progress, cancel=self._cancel, wait=False
-            )
-        except ImgFinderError as exc:
-            self._finish(state="failed", error=str(exc))
-        except Exception:
-            log.exception("indexing %s failed", self.folder)
-            self._finish(state="failed", error="indexing stopped on an unexpected error")
-        else:
-            self._finish(
-                state="cancelled" if report.cancelled else "done",
-                summary=report.summary(),
-                skipped=tuple(report.skipped),
-            )
-
-    def _finish(self, **changes: Any) -> None:
-        with self._lock:
-            elapsed = time.monotonic() - self._started
-            self._status = replace(self._status, eta=None, elapsed=elapsed, **changes)
-
-
-@dataclass(frozen=True)
-class PullStatus:
-    """A snapshot of a model download: files done of total, the one under way."""
-
-    key: str
-    state: str  # running | done | failed
-    done: int = 0
-    total: int = 0
-    current: str = ""
-    error: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
-class PullJob(BackgroundJob):
-    """Downloads one model's files in a thread; progress is read with `status()`."""
-
-    def __init__(self, key: str, model_dir: Path | None) -> None:
-        super().__init__(f"imgfinder-pull-{key}")
-        self.key = key
-        self.model_dir = model_dir
-        self._status = PullStatus(key, "running")
-
-    def status(self) -> PullStatus:
-        with self._lock:
-            return self._status
-
-    def _progress(self, done: int, total: int, current: str) -> None:
-        with self._lock:
-            self._status = replace(self._status, done=done, total=total, current=current)
-
-    def _run(self) -> None:
-        try:
-            pull(self.key, model_dir=self.model_dir, progress=self._progress)
-        except ImgFinderError as exc:
-            with self._lock:
-                self._status = replace(self._status, state="failed", error=str(exc))
-        except Exception:
-            log.exception("pulling %s failed", self.key)
-            with self._lock:
-                self._status = replace(
-                    self._status,
-                    state="failed",
-                    error="the download stopped on an unexpected error",
-                )
-        else:
-            with self._lock:
-                self._status = replace(self._status, state="done", current="")
 
 
 class Service:
@@ -451,10 +315,21 @@ class Service:
             running = self._pulls.get(key)
             if running is not None and running.status().running:
                 return running.status()
-            job = PullJob(key, self._model_dir)
+            job = PullJob(key, self._model_dir, on_done=self._recheck_models)
             self._pulls[key] = job
         job.start()
         return job.status()
+
+    def pull(self, key: str, progress: Callable[[int, int, str], None] | None = None) -> ModelInfo:
+        """Download a model's files in the foreground (the CLI), telling `progress` each."""
+        info = pull(key, model_dir=self._model_dir, progress=progress)
+        self._recheck_models()
+        return info
+
+    def _recheck_models(self) -> None:
+        """A finished download changes presence: the next `models()` looks again."""
+        with self._lock:
+            self._models_checked = -float("inf")
 
     def pull_status(self, key: str) -> PullStatus | None:
         with self._lock:
@@ -732,6 +607,53 @@ class Service:
         with self._lock:
             self._hashes[key] = digest
         return digest
+
+    # -- upkeep -------------------------------------------------------------------------------
+
+    def index(
+        self,
+        selection: Selection,
+        paths: Sequence[str | Path],
+        *,
+        video: VideoSampling | None = None,
+        **options: Any,
+    ) -> IndexReport:
+        """Index `paths` in the foreground (the CLI's run, which draws its own progress);
+        `options` go to `SearchModel.index` (progress, batch_size, workers, wait, on_wait)."""
+        return self.model(selection).index(paths, video=video, **options)
+
+    @staticmethod
+    def check(collection: str | Path) -> list[Problem]:
+        """What is damaged or missing in a collection, read fresh from disk."""
+        target = Collection(collection, create=False)
+        try:
+            return check_collection(target)
+        finally:
+            target.close()
+
+    @staticmethod
+    def repair(collection: str | Path) -> RepairReport:
+        """Redo what `check` finds missing or damaged, keeping what is sound."""
+        target = Collection(collection, create=False)
+        try:
+            return repair_collection(target)
+        finally:
+            target.close()
+
+    def verify_model(self, key: str, runtime: str = "auto") -> ModelCheck:
+        """Load a model and embed one text and one image, to prove it works here."""
+        embedder = self.embedder(key, runtime)
+        text = embedder.embed_texts(["a red circle"])
+        image = embedder.embed_images([Image.new("RGB", (64, 64), (200, 30, 30))])
+        parity = getattr(embedder, "parity", None) or {}
+        used = str(getattr(embedder, "runtime", runtime))
+        return ModelCheck(
+            key=key,
+            embedder_key=embedder.key,
+            dim=embedder.dim,
+            similarity=float(text[0] @ image[0]),
+            parity=parity_summary(used, parity) if parity else "",
+        )
 
     # -- background indexing ----------------------------------------------------------------
 

@@ -315,6 +315,71 @@ def test_model_missing_is_explained_not_a_crash(
     assert not at.tabs  # nothing to search with; nothing was loaded
 
 
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hugging Face hub replaced by a fake that writes each file it is asked for."""
+    import huggingface_hub
+
+    from imgfinder.embedders import registry
+
+    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
+        time.sleep(0.05)  # long enough for the page to see the download under way
+        target = Path(str(local_dir)) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"{}")
+        return str(target)
+
+    monkeypatch.setattr(registry, "check_online", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+
+
+def page_without_models(monkeypatch: pytest.MonkeyPatch, models: Path, key: str) -> AppTest:
+    monkeypatch.delenv("IMGFINDER_EMBEDDER_FACTORY")
+    monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(models))
+    at = AppTest.from_file(APP, default_timeout=30)
+    rerun(at)
+    at.sidebar.selectbox(key=model_key(at)).set_value(key)
+    return rerun(at)
+
+
+def test_a_missing_model_is_downloaded_from_the_page(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_hub(monkeypatch)
+    key = "immich-clip-vit-b-32"
+    at = page_without_models(monkeypatch, tmp_path / "models", key)
+    [button] = [b for b in at.button if b.label.startswith(f"Download {key}")]
+    assert "MB)" in button.label
+    button.click()
+    rerun(at)
+    seen_progress = bool(at.get("progress"))
+    deadline = time.monotonic() + 20
+    while not at.tabs:
+        assert time.monotonic() < deadline, [w.value for w in at.warning]
+        time.sleep(0.1)
+        rerun(at)
+        seen_progress |= bool(at.get("progress"))
+    assert seen_progress
+    assert not at.warning and not at.error
+    assert (tmp_path / "models" / "immich-app--ViT-B-32__openai" / "visual" / "model.onnx").exists()
+
+
+def test_a_failed_download_says_why_and_can_be_retried(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
+    key = "immich-clip-vit-b-32"
+    at = page_without_models(monkeypatch, tmp_path / "models", key)
+    next(b for b in at.button if b.label.startswith(f"Download {key}")).click()
+    deadline = time.monotonic() + 20
+    while not at.error:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        rerun(at)
+    assert plain(at.error[0].value).startswith(f"Downloading {key} failed: cannot reach")
+    assert any(b.label.startswith(f"Download {key}") for b in at.button)  # try again
+    assert not at.tabs
+
+
 def test_a_model_that_fails_to_load_is_one_message(app: AppTest) -> None:
     search(app, "red")
     other = next(info.key for info in list_models() if info.key != "demo")
@@ -488,20 +553,28 @@ def test_safe_server_defaults() -> None:
     assert config["browser"]["gatherUsageStats"] is False
 
 
-def test_app_py_is_ui_only() -> None:
-    """app.py imports widgets, formatting and the service, never models, indexes or files."""
+PAGE_FILES = [Path(APP), *sorted((Path(APP).parent / "imgfinder" / "ui").glob("*.py"))]
+
+
+@pytest.mark.parametrize("source", PAGE_FILES, ids=lambda path: path.name)
+def test_the_page_is_ui_only(source: Path) -> None:
+    """app.py and its ui pieces import widgets, formatting and the service, never models,
+    indexes or files."""
     import ast
 
-    tree = ast.parse(Path(APP).read_text(encoding="utf-8"))
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     nodes = list(ast.walk(tree))
     imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)}
     allowed = {"__future__", "time", "pathlib", "typing", "streamlit", "imgfinder.errors"}
-    allowed |= {"imgfinder.timefmt", "imgfinder.embedders.registry"}  # ModelInfo, a type
-    outside = {name for name in imported if name not in allowed}
-    shells = {"imgfinder.service", "imgfinder.textfmt", "imgfinder.media.uploads"}
-    assert outside and outside <= shells, outside
+    allowed |= {"imgfinder.timefmt", "imgfinder.service", "imgfinder.textfmt", "imgfinder.jobs"}
+    allowed |= {"imgfinder.media.uploads", "imgfinder.ui.jobs", "imgfinder.ui.results"}
+    assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
     }
     assert not calls & {"open", "read_bytes", "read_text", "iterdir", "glob", "embed_texts"}
+
+
+def test_app_py_is_at_most_400_lines() -> None:
+    assert len(Path(APP).read_text(encoding="utf-8").splitlines()) <= 400

@@ -1,0 +1,157 @@
+"""The result cards of the page: images, videos with their moments, the enlarged preview.
+
+Layout and wording only; every picture and file comes from the service.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from imgfinder.errors import ImgFinderError
+from imgfinder.service import Outcome, Query, Result, Service
+from imgfinder.textfmt import display_path, format_ms, plural
+from imgfinder.textfmt import escape_markdown as md
+from imgfinder.timefmt import format_timestamp
+
+COLUMNS = 4
+RUNTIME_LABELS = {
+    "auto": "Automatic",
+    "onnx": "ONNX fp32",
+    "onnx-int8": "ONNX int8",
+    "torch": "PyTorch",
+}
+#: moments of one video offered as thumbnails with a play button, best first
+MOMENTS_SHOWN = 4
+
+
+def forget_like() -> None:
+    st.session_state.pop("like", None)
+
+
+def more_like(item_id: int, name: str) -> None:
+    st.session_state.like = {"item_id": item_id, "name": name}
+
+
+def results_grid(service: Service, collection: str, outcome: Outcome, best_first: bool) -> None:
+    started = time.perf_counter()
+    timings = st.empty()
+    if outcome.parity:
+        label = RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)
+        st.caption(f"{label} {outcome.parity} (measured at export)")
+    results = outcome.results if best_first else outcome.results[::-1]
+    thumbs = service.thumbnails(collection, [result.hit for result in results])
+    for start in range(0, len(results), COLUMNS):
+        row = results[start : start + COLUMNS]
+        for column, result in zip(st.columns(COLUMNS), row, strict=False):
+            with column, st.container(border=True):
+                card = video_card if result.hit.kind == "video" else image_card
+                card(service, collection, result, thumbs.get(result.hit.item_id))
+    encode = "cached" if outcome.cached_query else format_ms(outcome.encode_s)
+    timings.caption(
+        f"{plural(len(results), 'result')} · encode {encode} · "
+        f"search {format_ms(outcome.search_s)} · "
+        f"render {format_ms(time.perf_counter() - started)}"
+    )
+
+
+def image_card(service: Service, collection: str, result: Result, thumb: Path | None) -> None:
+    hit = result.hit
+    if thumb is not None:
+        st.image(str(thumb), width="stretch")
+    else:
+        st.text("(no preview)")
+    st.text(result.name)
+    st.caption(f"score {hit.score:.3f}")
+    if st.button(
+        "Enlarge", key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:", width="stretch"
+    ):
+        enlarge(service, collection, result)
+    more_like_button(hit.item_id, hit.item_id, result.name)
+
+
+def video_card(service: Service, collection: str, result: Result, thumb: Path | None) -> None:
+    hit, moments = result.hit, result.best_moments(MOMENTS_SHOWN)
+    best = max(result.moments, key=lambda moment: moment.score)
+    state = f"video::{hit.path}"
+    if (start := st.session_state.get(state)) is None:
+        if thumb is not None:
+            st.image(str(thumb), width="stretch")
+        play_button(
+            f"Play from {format_timestamp(best.t_start)}",
+            f"play-{hit.item_id}",
+            state,
+            best.t_start,
+        )
+    else:
+        try:
+            st.video(service.read_original(collection, hit.path), start_time=start)
+        except ImgFinderError as exc:
+            st.error(md(str(exc)))
+    st.text(result.name)
+    st.caption(
+        f"{format_timestamp(best.t_start)}–{format_timestamp(best.t_end)} · score {best.score:.3f}"
+    )
+    if len(result.moments) > 1:
+        more = f", the best {len(moments)} below" if len(result.moments) > len(moments) else ""
+        st.caption(f"{len(result.moments)} matching moments{more}")
+    for row in range(0, len(moments), 2):  # two a row: a timestamp fits its button
+        for column, moment in zip(st.columns(2), moments[row : row + 2], strict=False):
+            with column:
+                if (frame := service.thumbnail(collection, hit, moment.t_best)) is not None:
+                    st.image(str(frame), width="stretch")
+                label = format_timestamp(moment.t_start)
+                play_button(label, f"moment-{moment.item_id}", state, moment.t_start, moment.score)
+    more_like_button(hit.item_id, best.item_id, result.name)
+
+
+def play_button(label: str, key: str, state: str, start: float, score: float | None = None) -> None:
+    tip = f"score {score:.3f}" if score is not None else None
+    st.button(label, key=key, on_click=play, args=(state, start), help=tip, width="stretch")
+
+
+def more_like_button(card: int, item_id: int, name: str) -> None:
+    st.button(
+        "More like this",
+        key=f"like-{card}",
+        on_click=more_like,
+        args=(item_id, name),
+        icon=":material/auto_awesome:",
+        width="stretch",
+    )
+
+
+def play(state: str, start: float) -> None:
+    st.session_state[state] = start
+
+
+def forget_players_on_new_query(query: Query) -> None:
+    """A video started for one query must not keep showing that moment under the next."""
+    asked = (*query.cache_key(), query.item_id)
+    if st.session_state.get("players_query") != asked:
+        for key in [key for key in st.session_state if str(key).startswith("video::")]:
+            del st.session_state[key]
+        st.session_state.players_query = asked
+
+
+@st.dialog("Preview", width="large")
+def enlarge(service: Service, collection: str, result: Result) -> None:
+    hit = result.hit
+    if (preview := service.preview(collection, hit.path)) is not None:
+        st.image(str(preview), width="stretch")  # a small picture too fills the dialog
+    st.text(display_path(hit.path))
+    st.caption(f"score {hit.score:.3f}")
+    left, right = st.columns(2)
+    left.download_button(
+        "Download original",
+        data=lambda: service.read_original(collection, hit.path),
+        file_name=display_path(Path(hit.path).name),
+        icon=":material/download:",
+        key=f"original-{hit.item_id}",
+        on_click="ignore",  # a rerun would close the dialog while the download starts
+    )
+    if right.button("More like this", key=f"dialog-like-{hit.item_id}"):
+        more_like(hit.item_id, result.name)
+        st.rerun()
