@@ -25,11 +25,14 @@ from imgfinder.ui.results import (
 )
 
 SORTS = ("Best first", "Worst first")
+SCALES = {"confidence": "Confidence", "cosine": "Cosine"}
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
 EMPTY = {
     "nothing_indexed": "This collection has nothing indexed yet — add a folder in the Index tab.",
     "no_such_kind": "This collection has no {kind}s — show everything instead?",
     "below_threshold": "Nothing above {threshold:.2f} — lower the threshold?",
+    "no_confident_match": "No confident matches: nothing here beats {threshold:.0%} of unrelated "
+    "queries.",
 }
 
 st.set_page_config(page_title="imgfinder", page_icon=":material/image_search:", layout="wide")
@@ -74,18 +77,35 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
         indexer, params = indexer_controls(service)
         st.divider()
         k = st.slider("Results (top-k)", 1, 200, 24, key="k")
-        threshold = st.slider(
-            "Minimum similarity (cosine)",
-            0.0,
-            1.0,
-            service.default_threshold(service.model_info(model) if model else None),
-            0.01,
-            key=f"threshold::{model}",
-            help="Results scoring below this are hidden. Each model starts at its own default.",
+        scale = st.radio(
+            "Cut off by", tuple(SCALES), format_func=SCALES.get, horizontal=True, key="scale"
         )
+        info = service.model_info(model) if model else None
+        if scale == "confidence":
+            threshold = st.slider(
+                "Minimum confidence",
+                0.0,
+                1.0,
+                service.default_threshold(info, scale),
+                0.01,
+                key="confidence",
+                help="The share of unrelated queries (everyday scenes, nonsense, patterns) whose "
+                "best match here a result must beat; 0 shows the closest anyway.",
+            )
+        else:
+            threshold = st.slider(
+                "Minimum similarity (cosine)",
+                0.0,
+                1.0,
+                service.default_threshold(info),
+                0.01,
+                key=f"threshold::{model}",
+                help="Results scoring below this are hidden. Each model starts at its own default.",
+            )
         order = st.radio("Sort by score", SORTS, horizontal=True, key="sort")
     if collection is None or model is None:
         return None, k, threshold, order
+    st.session_state.threshold_scale = scale
     return Selection(collection, model, runtime, indexer, params), k, threshold, order
 
 
@@ -178,11 +198,14 @@ def search_tab(
         welcome(service, selection, mode)
         return
     forget_players_on_new_query(query)
-    outcome = service.search(selection, query, k, threshold, SHOWS[show])
+    scale = st.session_state.threshold_scale
+    outcome = service.search(selection, query, k, threshold, SHOWS[show], scale=scale)
     if outcome.error:
         st.error(md(outcome.error))
     elif not outcome.results:
         st.info(md(why_empty(outcome, threshold, SHOWS[show])), icon=":material/filter_alt_off:")
+        if outcome.empty == "no_confident_match":
+            st.button("Show the closest anyway", on_click=show_closest, icon=":material/search:")
     else:
         results_grid(service, selection.collection, outcome, order == SORTS[0])
 
@@ -214,6 +237,10 @@ def welcome(service: Service, selection: Selection, mode: str) -> None:
                 args=(example,),
                 width="stretch",
             )
+
+
+def show_closest() -> None:
+    st.session_state.confidence = 0.0
 
 
 def use_example(example: str) -> None:

@@ -65,9 +65,16 @@ Threshold = Annotated[
     Query(
         ge=-1.0,
         le=1.0,
-        description="Minimum cosine similarity; the model's own cutoff when left out, -1 for all.",
-        examples=[0.25],
+        description="Minimum confidence (0-1; 0.95 when left out, 0 for the closest anyway) "
+        "or, with scale=cosine, minimum cosine similarity (the model's own when left out, -1 "
+        "for all).",
+        examples=[0.95],
     ),
+]
+ScaleName = Literal["confidence", "cosine"]
+Scale = Annotated[
+    ScaleName,
+    Query(description="What threshold means: confidence against unrelated queries, or cosine."),
 ]
 Only = Annotated[Kind | None, Query(description="Only images or only video moments.")]
 ItemId = Annotated[int, FastPath(ge=0, le=2**63 - 1, description="A stored item's id.")]
@@ -87,6 +94,9 @@ class HitOut(BaseModel):
     path: str = Field(description="Relative to the indexed folder that holds it.")
     kind: Kind
     score: float = Field(description="Cosine similarity.")
+    confidence: float | None = Field(
+        None, description="Share of unrelated queries whose best match this hit beats."
+    )
     t_start: float | None = None
     t_end: float | None = None
     t_best: float | None = None
@@ -98,9 +108,12 @@ class SearchOut(BaseModel):
     empty: str | None = Field(
         None,
         description="Why there are no hits: nothing_indexed, no_such_kind, "
-        "nothing_similar or below_threshold.",
+        "nothing_similar, below_threshold or no_confident_match.",
     )
-    best_score: float | None = Field(None, description="With below_threshold: the best score.")
+    best_score: float | None = Field(
+        None, description="With below_threshold or no_confident_match: the closest hit's score."
+    )
+    best_confidence: float | None = Field(None, description="And that hit's confidence.")
     encode_ms: float
     search_ms: float
 
@@ -109,6 +122,7 @@ class TextSearch(BaseModel):
     q: str = Field(min_length=1, max_length=1000, examples=["собака на пляже"])
     k: int = Field(24, ge=1, le=1000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    scale: ScaleName = "confidence"
     kind: Kind | None = None
     model: str | None = Field(None, max_length=200)
     indexer: str = "exact"
@@ -204,16 +218,24 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         key = model or service.default_model(path)
         return Selection(str(path), key, indexer=indexer)
 
-    def threshold_for(chosen: Selection, threshold: float | None) -> float | None:
-        if threshold is not None:
-            return threshold
-        return service.default_threshold(service.model_info(chosen.model))
+    def find(
+        chosen: Selection,
+        query: SearchQuery,
+        k: int,
+        threshold: float | None,
+        kind: str | None,
+        scale: str,
+    ) -> Outcome:
+        if threshold is None:
+            threshold = service.default_threshold(service.model_info(chosen.model), scale)
+        return service.find(chosen, query, k, threshold, kind, scale=scale)
 
     def answer(name: str, chosen: Selection, outcome: Outcome) -> SearchOut:
         return SearchOut(
             hits=[_hit_out(service, name, chosen.collection, hit) for hit in outcome.hits],
             empty=outcome.empty or None,
             best_score=outcome.best_score,
+            best_confidence=outcome.best_confidence,
             encode_ms=round(outcome.encode_s * 1000, 3),
             search_ms=round(outcome.search_s * 1000, 3),
         )
@@ -275,15 +297,14 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         q: Annotated[str, Query(min_length=1, max_length=1000, examples=["red car at night"])],
         k: K = 24,
         threshold: Threshold = None,
+        scale: Scale = "confidence",
         kind: Only = None,
         model: ModelKey = None,
         indexer: IndexerName = "exact",
     ) -> SearchOut:
         """Images and video moments matching a text, in Russian or English."""
         chosen = selection(name, model, indexer)
-        found = service.find(
-            chosen, SearchQuery.for_text(q), k, threshold_for(chosen, threshold), kind
-        )
+        found = find(chosen, SearchQuery.for_text(q), k, threshold, kind, scale)
         return answer(name, chosen, found)
 
     @app.post("/collections/{name}/search", tags=["search"])
@@ -292,8 +313,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             raise ConfigError(f"indexer must be one of {', '.join(INDEXERS)}")
         chosen = selection(name, body.model, body.indexer)
         query = SearchQuery.for_text(body.q)
-        threshold = threshold_for(chosen, body.threshold)
-        return answer(name, chosen, service.find(chosen, query, body.k, threshold, body.kind))
+        found = find(chosen, query, body.k, body.threshold, body.kind, body.scale)
+        return answer(name, chosen, found)
 
     @app.post("/collections/{name}/search/image", tags=["search"])
     def search_image(
@@ -301,6 +322,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         file: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
         k: K = 24,
         threshold: Threshold = None,
+        scale: Scale = "confidence",
         kind: Only = None,
         model: ModelKey = None,
     ) -> SearchOut:
@@ -308,7 +330,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         chosen = selection(name, model)
         query = SearchQuery.for_image(data)
-        found = service.find(chosen, query, k, threshold_for(chosen, threshold), kind)
+        found = find(chosen, query, k, threshold, kind, scale)
         return answer(name, chosen, found)
 
     @app.get("/collections/{name}/items/{item_id}/similar", tags=["search"])
@@ -317,13 +339,14 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         item_id: ItemId,
         k: K = 24,
         threshold: Threshold = None,
+        scale: Scale = "confidence",
         kind: Only = None,
         model: ModelKey = None,
     ) -> SearchOut:
         """More like a stored image or video frame."""
         chosen = selection(name, model)
         query = SearchQuery.like(item_id)
-        found = service.find(chosen, query, k, threshold_for(chosen, threshold), kind)
+        found = find(chosen, query, k, threshold, kind, scale)
         return answer(name, chosen, found)
 
     @app.get("/collections/{name}/items/{item_id}/thumbnail", tags=["files"])
@@ -394,6 +417,7 @@ def _hit_out(service: Service, name: str, collection: str, hit: Hit) -> HitOut:
         path=service.display_name(collection, hit.path),
         kind=hit.kind,  # type: ignore[arg-type]
         score=hit.score,
+        confidence=hit.confidence,
         t_start=hit.t_start,
         t_end=hit.t_end,
         t_best=hit.t_best,

@@ -196,8 +196,14 @@ def search(
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 24,
     threshold: Annotated[
         float | None,
-        typer.Option(help="Minimum cosine similarity [default: the model's own; -1 for all]."),
+        typer.Option(
+            help="Minimum confidence (0-1) or, with --scale cosine, cosine similarity "
+            "[default: 0.95 confidence; 0 shows the closest anyway]."
+        ),
     ] = None,
+    scale: Annotated[
+        str, typer.Option(help="confidence (against unrelated queries) or cosine.")
+    ] = "confidence",
     only: Annotated[
         str | None, typer.Option("--only", help="image or video: show only that kind.")
     ] = None,
@@ -217,14 +223,15 @@ def search(
         service, service.named(collection, paths=True), model, runtime, indexer, param
     )
     if threshold is None:
-        threshold = service.default_threshold(service.model_info(chosen.model))
+        threshold = service.default_threshold(service.model_info(chosen.model), scale)
     wanted = Query.for_image_file(image) if image is not None else Query.for_text(query or "")
-    hits = service.find(chosen, wanted, k, threshold, only).hits
+    outcome = service.find(chosen, wanted, k, threshold, only, scale=scale)
+    hits = outcome.hits
     if as_json:
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))
         return
     if not hits:
-        errors.print("no results" + (f" above {threshold}" if threshold is not None else ""))
+        errors.print(_why_no_hits(outcome, threshold))
         return
     for hit in hits:
         console.print(Text(_format_hit(hit)))
@@ -258,13 +265,28 @@ def _selection(
     return Selection(str(path), key, runtime, indexer, tuple(sorted(_parse_params(params).items())))
 
 
+def _why_no_hits(outcome: Any, threshold: float) -> str:
+    if outcome.empty == "no_confident_match":
+        closest = ""
+        if outcome.best_score is not None:
+            closest = (
+                f" (the closest scores {outcome.best_score:.3f}, "
+                f"confidence {outcome.best_confidence or 0:.2f})"
+            )
+        return f"no confident matches{closest}; --threshold 0 shows the closest anyway"
+    if outcome.empty == "below_threshold":
+        return f"no results above {threshold}"
+    return "no results"
+
+
 def _format_hit(hit) -> str:
     from imgfinder.timefmt import format_timestamp
 
+    confidence = f"  confidence {hit.confidence:.2f}" if hit.confidence is not None else ""
     if hit.kind == "video" and hit.t_start is not None:
         span = f"{format_timestamp(hit.t_start)}–{format_timestamp(hit.t_end)}"
-        return f"{hit.path}  {span}  {hit.score:.3f}"
-    return f"{hit.path}  {hit.score:.3f}"
+        return f"{hit.path}  {span}  {hit.score:.3f}{confidence}"
+    return f"{hit.path}  {hit.score:.3f}{confidence}"
 
 
 @app.command()

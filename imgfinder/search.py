@@ -7,15 +7,16 @@ import json
 import logging
 import threading
 import unicodedata
+import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from imgfinder.atomic import atomic_write_text
+from imgfinder.atomic import atomic_write, atomic_write_text
 from imgfinder.config import resolve_collection
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import CatalogError, ConfigError, ImgFinderError, MediaError, ModelError
@@ -25,6 +26,13 @@ from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
+from imgfinder.relevance import (
+    MODALITIES,
+    NULL_TEXTS,
+    Calibration,
+    check_min_confidence,
+    null_images,
+)
 from imgfinder.store.collection import STAMP, Collection
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,8 @@ class Hit:
     t_start: float | None = None
     t_end: float | None = None
     t_best: float | None = None
+    #: the share of unrelated queries whose best match this hit beats (`imgfinder.relevance`)
+    confidence: float | None = None
 
     @property
     def video_path(self) -> str | None:
@@ -102,6 +112,7 @@ class SearchModel:
         #: the generation of the saved index on disk when it holds exactly what memory holds
         self._saved_as: int | None = None
         self._lock = threading.RLock()
+        self._calibration: Calibration | None = None
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -275,10 +286,17 @@ class SearchModel:
             )
 
     def search_text(
-        self, query: str, k: int = 20, threshold: float | None = None, kind: str | None = None
+        self,
+        query: str,
+        k: int = 20,
+        threshold: float | None = None,
+        kind: str | None = None,
+        *,
+        min_confidence: float | None = None,
     ) -> list[Hit]:
         """Images and video moments matching a text query, best first."""
-        return self.search_vector(self.encode_text(query), k, threshold, kind)
+        vector = self.encode_text(query)
+        return self.search_vector(vector, k, threshold, kind, min_confidence=min_confidence)
 
     def search_image(
         self,
@@ -286,9 +304,14 @@ class SearchModel:
         k: int = 20,
         threshold: float | None = None,
         kind: str | None = None,
+        *,
+        min_confidence: float | None = None,
     ) -> list[Hit]:
         """Images and moments that look like `image` (a path, encoded bytes or PIL image)."""
-        return self.search_vector(self.encode_image(image), k, threshold, kind)
+        vector = self.encode_image(image)
+        return self.search_vector(
+            vector, k, threshold, kind, min_confidence=min_confidence, modality="image"
+        )
 
     def encode_text(self, query: str) -> np.ndarray:
         """The query vector of a text, after checking the collection speaks this model."""
@@ -296,6 +319,8 @@ class SearchModel:
             raise ConfigError("the query is empty")
         if not any(unicodedata.category(char)[0] in "LNS" for char in query):
             raise ConfigError("the query has no words: punctuation alone describes nothing")
+        if reason := self.embedder.unreadable(query):
+            raise ConfigError(reason)
         self.check_embedded()
         return self.embedder.embed_texts([query.strip()])[0]
 
@@ -311,10 +336,8 @@ class SearchModel:
                 raise MediaError(f"{image}: {exc}") from exc
         return self.embedder.embed_images([image])[0]
 
-    def similar(
-        self, item_id: int, k: int = 20, threshold: float | None = None, kind: str | None = None
-    ) -> list[Hit]:
-        """More like a stored item (an image or a video frame), excluding the item itself."""
+    def item_vector(self, item_id: int) -> np.ndarray:
+        """The stored vector of an item (an image or a video frame)."""
         self.check_embedded()
         with self._lock:
             self.vector_index()
@@ -322,8 +345,22 @@ class SearchModel:
         if row is None:
             raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        vector = store.read(np.asarray([row]))[0]
-        hits = self.search_vector(vector, k + 1, threshold, kind)
+        return store.read(np.asarray([row]))[0]
+
+    def similar(
+        self,
+        item_id: int,
+        k: int = 20,
+        threshold: float | None = None,
+        kind: str | None = None,
+        *,
+        min_confidence: float | None = None,
+    ) -> list[Hit]:
+        """More like a stored item (an image or a video frame), excluding the item itself."""
+        vector = self.item_vector(item_id)
+        hits = self.search_vector(
+            vector, k + 1, threshold, kind, min_confidence=min_confidence, modality="image"
+        )
         return [h for h in hits if h.item_id != int(item_id)][:k]
 
     def search_vector(
@@ -332,9 +369,14 @@ class SearchModel:
         k: int = 20,
         threshold: float | None = None,
         kind: str | None = None,
+        *,
+        min_confidence: float | None = None,
+        modality: str = "text",
     ) -> list[Hit]:
         """The shared tail of every search: top-k, threshold, video frames merged into moments,
-        and only images or only videos when `kind` is "image" or "video"."""
+        and only images or only videos when `kind` is "image" or "video". Each hit carries
+        its confidence against unrelated queries of `modality` ("text", or "image" for image
+        and similar-item queries); `min_confidence` drops hits below it."""
         if k < 1:
             raise ConfigError("k must be at least 1")
         if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails this too
@@ -343,7 +385,28 @@ class SearchModel:
             )
         if kind not in (None, *KINDS):
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if modality not in MODALITIES:
+            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}")
         query = np.asarray(vector, dtype=np.float32)[None, :]
+        calibration = self.calibration(modality)
+        if min_confidence is not None and calibration is not None:
+            floor = calibration.threshold(query[0], check_min_confidence(min_confidence), modality)
+            if floor > 1.0:
+                return []
+            threshold = floor if threshold is None else max(threshold, floor)
+        hits = self._top(query, k, threshold, kind)
+        if calibration is None or not hits:
+            return hits
+        scores = np.asarray([hit.score for hit in hits])
+        confidences = calibration.confidence(query[0], scores, modality)
+        return [
+            replace(hit, confidence=round(float(c), 4))
+            for hit, c in zip(hits, confidences, strict=True)
+        ]
+
+    def _top(
+        self, query: np.ndarray, k: int, threshold: float | None, kind: str | None
+    ) -> list[Hit]:
         # frames of one video compete for the same slots, and a filter drops some: ask for more
         # than k, and for more again until k hits are found or nothing is left to ask for
         fetch = k * 4 + 16
@@ -366,6 +429,61 @@ class SearchModel:
             if len(hits) >= k or exhausted:
                 return hits[:k]
             fetch *= 4
+
+    def calibration(self, modality: str = "text") -> Calibration | None:
+        """What unrelated queries of `modality` find in this collection (None while it is
+        empty): measured on first use and again when the collection has grown or shrunk by a
+        tenth, kept on disk so that the next process need not embed them again."""
+        with self._lock:
+            index = self.vector_index()
+            if not len(index):
+                return None
+            if self._calibration is None:
+                self._calibration = _calibration_from(self._saved_calibration())
+            held = self._calibration
+            if held is None or held.stale(len(index)):
+                held = Calibration(self._centroid(), {}, len(index))
+            if modality not in held.null:
+                vectors = self._null_vectors(modality)
+                best = index.search(vectors, 1)[0][:, 0]
+                held = held.with_null(modality, vectors, best)
+                self._save_calibration(held, modality, vectors)
+            self._calibration = held
+            return held
+
+    def _centroid(self) -> np.ndarray:
+        """The mean stored vector, read in chunks so that memory stays bounded."""
+        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+        rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+        total = np.zeros(self.embedder.dim, dtype=np.float64)
+        for start in range(0, len(rows), 65536):
+            total += store.read(rows[start : start + 65536]).sum(axis=0, dtype=np.float64)
+        return total / max(1, len(rows))
+
+    def _null_vectors(self, modality: str) -> np.ndarray:
+        saved = self._saved_calibration().get(f"null_{modality}_vectors")
+        if saved is not None and saved.shape[1:] == (self.embedder.dim,):
+            return saved
+        if modality == "text":
+            return self.embedder.embed_texts(list(NULL_TEXTS))
+        return self.embedder.embed_images(null_images())
+
+    def _saved_calibration(self) -> dict[str, np.ndarray]:
+        return _read_npz(self.collection.calibration_file(self.embedder.key))
+
+    def _save_calibration(self, held: Calibration, modality: str, vectors: np.ndarray) -> None:
+        """Keep the measured distributions and the embedded unrelated queries on disk; the
+        file is a cache, so failing to write it only costs the next process some time."""
+        path = self.collection.calibration_file(self.embedder.key)
+        arrays = {k: v for k, v in self._saved_calibration().items() if k.endswith("_vectors")}
+        arrays[f"null_{modality}_vectors"] = vectors
+        arrays |= {f"null_{m}": null for m, null in held.null.items()}
+        arrays |= {"centroid": held.centroid, "items": np.asarray(held.items)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda out: np.savez(out, **arrays))
+        except OSError as exc:
+            log.warning("kept the calibration in memory only; cannot save %s: %s", path, exc)
 
     def stored(self, kind: str | None = None) -> tuple[list[int], list[str], np.ndarray]:
         """(item ids, paths, float32 vectors) of every stored item (of one kind), as embedded:
@@ -397,6 +515,24 @@ class SearchModel:
 
     def close(self) -> None:
         self.collection.close()
+
+
+def _calibration_from(saved: dict[str, np.ndarray]) -> Calibration | None:
+    if "centroid" not in saved or "items" not in saved:
+        return None
+    null = {m: saved[f"null_{m}"] for m in MODALITIES if f"null_{m}" in saved}
+    return Calibration(saved["centroid"], null, int(saved["items"]))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a saved calibration; nothing when it is missing or damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {name: saved[name] for name in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if path.exists():
+            log.warning("measuring the calibration again; cannot read %s: %s", path, exc)
+        return {}
 
 
 def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> list[Hit]:

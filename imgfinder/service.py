@@ -45,6 +45,7 @@ from imgfinder.media.images import decode_ahead
 from imgfinder.media.served import is_under, open_indexed
 from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.media.uploads import CheckedUpload, check_upload
+from imgfinder.relevance import DEFAULT_CONFIDENCE, SCALES
 from imgfinder.repair import RepairReport
 from imgfinder.repair import repair as repair_collection
 from imgfinder.search import Hit, SearchModel
@@ -105,6 +106,11 @@ class Query:
         afresh each time, never cached."""
         return cls("file", text=os.fspath(path))
 
+    @property
+    def modality(self) -> str:
+        """Which unrelated queries its confidence is measured against."""
+        return "text" if self.kind == "text" else "image"
+
     def cache_key(self) -> tuple[str, str]:
         """What identifies an encoded text or image query (similar-item queries are not encoded)."""
         if self.kind == "image":
@@ -150,8 +156,15 @@ class Result:
 
 
 #: why a search found nothing: the collection is empty, has nothing of the kind asked for, the
-#: query matched nothing at all, or nothing scored above the threshold (`Outcome.best_score`)
-EMPTY_REASONS = ("nothing_indexed", "no_such_kind", "nothing_similar", "below_threshold")
+#: query matched nothing at all, nothing scored above the cosine threshold, or nothing beat the
+#: minimum confidence (`Outcome.best_score` and `best_confidence` tell how near the best came)
+EMPTY_REASONS = (
+    "nothing_indexed",
+    "no_such_kind",
+    "nothing_similar",
+    "below_threshold",
+    "no_confident_match",
+)
 
 
 @dataclass
@@ -166,6 +179,7 @@ class Outcome:
     #: one of EMPTY_REASONS when there are no hits; each shell words it
     empty: str = ""
     best_score: float | None = None
+    best_confidence: float | None = None
     error: str = ""
     #: the runtime that answered, and its measured agreement with its reference (ONNX fp32
     #: with PyTorch, int8 with fp32); empty when not measured
@@ -357,8 +371,10 @@ class Service:
         return built_with if built_with in keys else default_model_key()
 
     @staticmethod
-    def default_threshold(info: ModelInfo | None) -> float:
-        """Where the threshold slider starts for a model."""
+    def default_threshold(info: ModelInfo | None, scale: str = "cosine") -> float:
+        """Where the threshold starts for a model: its own cosine, or the one confidence."""
+        if scale == "confidence":
+            return DEFAULT_CONFIDENCE
         return FALLBACK_THRESHOLD if info is None else info.threshold
 
     @staticmethod
@@ -435,10 +451,12 @@ class Service:
         k: int,
         threshold: float | None,
         kind: str | None = None,
+        *,
+        scale: str = "cosine",
     ) -> Outcome:
         """`find`, with a library error as `Outcome.error` (one sentence) instead of raised."""
         try:
-            return self.find(selection, query, k, threshold, kind)
+            return self.find(selection, query, k, threshold, kind, scale=scale)
         except ImgFinderError as exc:
             return Outcome(error=_sentence(str(exc)))
 
@@ -449,22 +467,30 @@ class Service:
         k: int,
         threshold: float | None,
         kind: str | None = None,
+        *,
+        scale: str = "cosine",
     ) -> Outcome:
         """Run one query through the library; raises its typed errors.
 
-        `kind` ("image" or "video") limits the results to images or to video moments.
+        `kind` ("image" or "video") limits the results to images or to video moments;
+        `threshold` is a cosine similarity or, with `scale="confidence"`, a minimum confidence.
         """
+        if scale not in SCALES:
+            raise ConfigError(f"the scale is one of {', '.join(SCALES)}, not {scale!r}")
+        cosine, confidence = (threshold, None) if scale == "cosine" else (None, threshold)
         outcome = Outcome()
         model = self.model(selection)
         started = time.perf_counter()
         if query.kind == "similar":
-            hits = model.similar(query.item_id, k, threshold, kind)
+            vector = model.item_vector(query.item_id)
+            hits = model.similar(query.item_id, k, cosine, kind, min_confidence=confidence)
             outcome.search_s = time.perf_counter() - started
-            vector = None
         else:
             vector, outcome.cached_query = self._query_vector(model, query)
             encoded = time.perf_counter()
-            hits = model.search_vector(vector, k, threshold, kind)
+            hits = model.search_vector(
+                vector, k, cosine, kind, min_confidence=confidence, modality=query.modality
+            )
             outcome.encode_s = encoded - started
             outcome.search_s = time.perf_counter() - encoded
         outcome.hits = hits
@@ -473,7 +499,10 @@ class Service:
         if parity := getattr(model.embedder, "parity", None):
             outcome.parity = parity_summary(outcome.runtime, parity)
         if not hits:
-            outcome.empty, outcome.best_score = self._why_empty(model, vector, threshold, kind)
+            outcome.empty = self._why_empty(model, threshold, kind, scale)
+            best = self._best(model, query, vector, kind)
+            if best is not None and outcome.empty in ("below_threshold", "no_confident_match"):
+                outcome.best_score, outcome.best_confidence = best.score, best.confidence
         return outcome
 
     def _query_vector(self, model: SearchModel, query: Query) -> tuple[np.ndarray, bool]:
@@ -503,22 +532,30 @@ class Service:
         """Validate an upload by content (size, magic bytes, pixel budget, clean decode)."""
         return check_upload(data, target_size=target_size)
 
+    @staticmethod
     def _why_empty(
-        self,
-        model: SearchModel,
-        vector: np.ndarray | None,
-        threshold: float | None,
-        kind: str | None,
-    ) -> tuple[str, float | None]:
+        model: SearchModel, threshold: float | None, kind: str | None, scale: str
+    ) -> str:
         if len(model.vector_index()) == 0:
-            return "nothing_indexed", None
-        counts = model.collection.catalog.counts()
-        if kind is not None and counts[f"{kind}s"] == 0:
-            return "no_such_kind", None
+            return "nothing_indexed"
+        if kind is not None and model.collection.catalog.counts()[f"{kind}s"] == 0:
+            return "no_such_kind"
         if threshold is None:
-            return "nothing_similar", None
-        best = model.search_vector(vector, 1, None, kind) if vector is not None else []
-        return "below_threshold", (best[0].score if best else None)
+            return "nothing_similar"
+        return "no_confident_match" if scale == "confidence" else "below_threshold"
+
+    @staticmethod
+    def _best(
+        model: SearchModel, query: Query, vector: np.ndarray | None, kind: str | None
+    ) -> Hit | None:
+        """The closest hit with no cutoff, for saying how near the nearest came."""
+        if vector is None:
+            return None
+        if query.kind == "similar":
+            hits = model.similar(query.item_id, 1, None, kind)
+        else:
+            hits = model.search_vector(vector, 1, None, kind, modality=query.modality)
+        return hits[0] if hits else None
 
     def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:
         """One card per image and per video; a video's card carries all its moments."""

@@ -110,6 +110,17 @@ def timings(at: AppTest) -> str:
     return next(c for c in captions(at) if " · encode " in c)
 
 
+def closest_anyway(at: AppTest) -> None:
+    at.sidebar.slider(key="confidence").set_value(0.0)
+
+
+def cosine(at: AppTest):
+    """The cosine threshold slider, after switching the cut-off to the cosine scale."""
+    at.sidebar.radio(key="scale").set_value("cosine")
+    rerun(at)
+    return at.sidebar.slider(key="threshold::demo")
+
+
 def model_key(at: AppTest) -> str:
     return next(s.key for s in at.sidebar.selectbox if s.key.startswith("model::"))
 
@@ -132,7 +143,10 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     assert len(index.options) == len(INDEXERS)
     k = sidebar.slider(key="k")
     assert (k.min, k.max, k.value) == (1, 200, 24)
-    threshold = sidebar.slider(key="threshold::demo")
+    assert sidebar.radio(key="scale").value == "confidence"
+    confidence = sidebar.slider(key="confidence")
+    assert (confidence.min, confidence.max, confidence.value) == (0.0, 1.0, 0.95)
+    threshold = cosine(app)
     assert (threshold.min, threshold.max) == (0.0, 1.0)
     assert threshold.value == pytest.approx(0.25)  # the demo model's own, from models.toml
     assert sidebar.radio(key="sort").options == ["Best first", "Worst first"]
@@ -165,7 +179,7 @@ def test_russian_query_shows_thumbnails_scores_and_timings(app: AppTest) -> None
 
 def test_top_k_threshold_and_sort(app: AppTest) -> None:
     search(app, "red")
-    app.sidebar.slider(key="threshold::demo").set_value(0.0)
+    cosine(app).set_value(0.0)
     app.sidebar.slider(key="k").set_value(3)
     rerun(app)
     best_first = names(app)
@@ -177,7 +191,7 @@ def test_top_k_threshold_and_sort(app: AppTest) -> None:
 
 def test_threshold_too_high_explains_the_empty_state(app: AppTest) -> None:
     search(app, "синий")
-    app.sidebar.slider(key="threshold::demo").set_value(1.0)
+    cosine(app).set_value(1.0)
     rerun(app)
     assert names(app) == []
     message = plain(app.info[0].value)
@@ -206,7 +220,7 @@ def test_image_upload_ranks_the_same_image_first(app: AppTest, library: Path) ->
     app.get("file_uploader")[0].set_value(("photo.bin", data, "application/octet-stream"))
     rerun(app)
     assert names(app)[0] == "green_1.png"
-    assert captions(app)[captions(app).index(timings(app)) + 1] == "score 1.000"
+    assert captions(app)[captions(app).index(timings(app)) + 1].startswith("score 1.000 · ")
 
 
 def test_bad_uploads_show_one_message_and_the_app_keeps_working(app: AppTest) -> None:
@@ -228,6 +242,7 @@ def test_bad_uploads_show_one_message_and_the_app_keeps_working(app: AppTest) ->
 
 
 def test_more_like_this_and_back(app: AppTest) -> None:
+    closest_anyway(app)  # the colour embedder's neighbours are not confident ones
     search(app, "blue")
     first = names(app)[0]
     like = next(b for b in app.main.button if b.key and b.key.startswith("like-"))
@@ -271,7 +286,7 @@ def test_video_moments_play_in_place_with_a_strip(app: AppTest) -> None:
 
 
 def test_show_images_only_or_videos_only(app: AppTest, library: Path) -> None:
-    app.sidebar.slider(key="threshold::demo").set_value(0.0)
+    cosine(app).set_value(0.0)
     search(app, "orange")
     assert names(app)[0] == "clips/orange.mp4" and len(names(app)) > 1
     show = app.radio(key="show")
@@ -461,7 +476,7 @@ def test_moving_sliders_reloads_nothing(app: AppTest, monkeypatch: pytest.Monkey
         (1, 0.0, "Best first"),
     ):
         app.sidebar.slider(key="k").set_value(k)
-        app.sidebar.slider(key="threshold::demo").set_value(threshold)
+        cosine(app).set_value(threshold)
         app.sidebar.radio(key="sort").set_value(order)
         rerun(app)
         assert "encode cached" in timings(app)
@@ -489,6 +504,7 @@ def test_indexing_from_the_ui_with_progress_and_summary(
     assert app.success[0].value.startswith("Indexed 3 new files from")
     skipped = app.get("arrow_data_frame") or app.get("dataframe")
     assert skipped
+    closest_anyway(app)
     search(app, "белый")
     assert sorted(names(app)) == [f"white_{n}.png" for n in range(3)]
     next(b for b in app.button if b.label == "Dismiss").click()

@@ -84,7 +84,9 @@ def test_only_images_or_only_videos(tmp_path: Path) -> None:
     code, out, _ = run("search", "red", "-c", collection, "--only", "image", "--json")
     assert code == 0 and [Path(h["path"]).name for h in json.loads(out)] == ["red_photo.png"]
     code, out, _ = run("search", "red", "-c", collection, "--only", "video", "-k", "1")
-    assert code == 0 and re.fullmatch(r".*clip\.mp4  00:00:0\d–00:00:0\d  [\d.]+\n", out)
+    assert code == 0 and re.fullmatch(
+        r".*clip\.mp4  00:00:0\d–00:00:0\d  [\d.]+  confidence [\d.]+\n", out
+    )
 
 
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,18 +44,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     model.close()
 
 
-def pairs(hits) -> list[tuple[int, float]]:
-    """(item id, score) of library Hits or of JSON hits."""
+def pairs(hits) -> list[tuple[int, float, float | None]]:
+    """(item id, score, confidence) of library Hits or of JSON hits."""
     rows = [h if isinstance(h, dict) else h.to_dict() for h in hits]
-    return [(int(row["item_id"]), round(float(row["score"]), 5)) for row in rows]
+    return [
+        (int(row["item_id"]), round(float(row["score"]), 5), row.get("confidence")) for row in rows
+    ]
 
 
 def library_answers(world: dict) -> dict[str, list[tuple[int, float]]]:
     model = world["model"]
-    answers = {f"text:{q}": pairs(model.search_text(q, k=K, threshold=-1)) for q in TEXTS}
-    answers["image"] = pairs(model.search_image(world["album"] / "blue_0.png", k=K, threshold=-1))
+    answers = {f"text:{q}": pairs(model.search_text(q, k=K, min_confidence=0)) for q in TEXTS}
+    image = world["album"] / "blue_0.png"
+    answers["image"] = pairs(model.search_image(image, k=K, min_confidence=0))
     first = answers["text:red"][0][0]
-    answers["similar"] = pairs(model.similar(first, k=K, threshold=-1))
+    answers["similar"] = pairs(model.similar(first, k=K, min_confidence=0))
     return answers
 
 
@@ -79,7 +82,7 @@ def test_every_shell_gives_the_library_s_answer(
 
     def cli_json(*args: str) -> list[dict]:
         ran = CliRunner().invoke(
-            cli, ["search", *args, "-c", "photos", "-k", str(K), "--json", "--threshold", "-1"]
+            cli, ["search", *args, "-c", "photos", "-k", str(K), "--json", "--threshold", "0"]
         )
         assert ran.exit_code == 0, ran.output
         return json.loads(ran.output)
@@ -94,7 +97,7 @@ def test_every_shell_gives_the_library_s_answer(
     with UvicornServer(world["data"]) as url, httpx.Client(base_url=url) as client:
         assert http_answers(client.get, client.post, image, first) == expected
 
-    positive = [(i, score) for i, score in expected["text:red"] if score >= 0]
+    positive = [(i, score) for i, score, _ in expected["text:red"] if score >= 0]
     assert page_answer(monkeypatch, "red") == [
         (name, round(score, 3)) for name, score in named(world, positive)
     ]
@@ -102,7 +105,7 @@ def test_every_shell_gives_the_library_s_answer(
 
 def http_answers(get, post, image: Path, first: int) -> dict[str, list[tuple[int, float]]]:
     base = "/collections/photos"
-    params = {"k": K, "threshold": -1}
+    params = {"k": K, "threshold": 0}
     answers = {
         f"text:{q}": pairs(get(f"{base}/search", params={"q": q, **params}).json()["hits"])
         for q in TEXTS
@@ -124,7 +127,7 @@ def page_answer(monkeypatch: pytest.MonkeyPatch, query: str) -> list[tuple[str, 
     monkeypatch.setenv("IMGFINDER_COLLECTION", "photos")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.run()
-    at.sidebar.slider(key="threshold::demo").set_value(0.0)  # the page's lowest
+    at.sidebar.slider(key="confidence").set_value(0.0)  # the closest anyway
     at.sidebar.slider(key="k").set_value(K)
     at.text_input(key="text_query").input(query)
     at.run()

@@ -90,6 +90,8 @@ def test_cli_indexes_and_searches_with_ruclip(
         str(model_dir),
         "-k",
         "10",
+        "--scale",
+        "cosine",
         "--threshold",
         "-1",
         "--json",
@@ -112,7 +114,9 @@ def test_a_torch_collection_is_searched_with_torch(
     album = Path(next(iter(json.loads(run("info", "-c", str(collection), "--json")[1])["roots"])))
     common = ["-c", str(target), "--model-dir", str(model_dir)]
     assert run("index", str(album), *common, "-m", RUCLIP, "--runtime", "torch")[0] == 0
-    code, out, err = run("search", QUERY, *common, "-k", "10", "--threshold", "-1", "--json")
+    code, out, err = run(
+        "search", QUERY, *common, "-k", "10", "--scale", "cosine", "--threshold", "-1", "--json"
+    )
     assert code == 0, err
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
     at = open_app(target, model_dir, monkeypatch)
@@ -132,7 +136,9 @@ def open_app(collection: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def search_in_app(at: AppTest, model: str = RUCLIP, query: str = QUERY) -> list[tuple[str, float]]:
-    """(name, score) of every card for `query`, with the threshold at 0 and k at 10."""
+    """(name, score) of every card for `query`, with the cosine threshold at 0 and k at 10."""
+    at.sidebar.radio(key="scale").set_value("cosine")
+    at.run()
     at.sidebar.slider(key=f"threshold::{model}").set_value(0.0)
     at.sidebar.slider(key="k").set_value(10)
     at.text_input(key="text_query").input(query)

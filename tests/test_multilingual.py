@@ -144,7 +144,19 @@ def test_cli_and_app_search_with_the_multilingual_model(
     tokenizers = [json.loads(meta.read_text())["tokenizer"] for meta in exports]
     assert [t["kind"] for t in tokenizers] == ["hf-tokenizers"], "searching needs no torch"
     hits = json.loads(
-        imgfinder(stand_in, "search", QUERY, *common, "-k", "10", "--threshold", "-1", "--json")
+        imgfinder(
+            stand_in,
+            "search",
+            QUERY,
+            *common,
+            "-k",
+            "10",
+            "--scale",
+            "cosine",
+            "--threshold",
+            "-1",
+            "--json",
+        )
     )
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in hits], oracle)
 
@@ -162,6 +174,8 @@ def test_cli_and_app_search_with_the_multilingual_model(
             "model = next(s for s in at.sidebar.selectbox if s.key.startswith('model::'))\n"
             f"assert model.value == {MULTI!r}, model.value\n"
             f"at.sidebar.selectbox(key='runtime').set_value({runtime!r})\n"
+            "at.sidebar.radio(key='scale').set_value('cosine')\n"
+            "at.run()\n"
             f"at.sidebar.slider(key='threshold::{MULTI}').set_value(0.0)\n"
             "at.sidebar.slider(key='k').set_value(10)\n"
             f"at.text_input(key='text_query').input({QUERY!r})\n"

@@ -134,7 +134,9 @@ def test_cli_and_app_search_with_siglip2(
     assert code == 0 and json.loads(out)["model"] == SIGLIP2, err
     assert all(key.endswith(":onnx-fp32") for key in json.loads(out)["embedders"])
 
-    code, out, err = run("search", QUERY, *common, "-k", "10", "--threshold", "-1", "--json")
+    code, out, err = run(
+        "search", QUERY, *common, "-k", "10", "--scale", "cosine", "--threshold", "-1", "--json"
+    )
     assert code == 0, err
     assert_matches_oracle([(Path(h["path"]).name, h["score"]) for h in json.loads(out)], oracle)
 

@@ -54,6 +54,11 @@ class Tokenizer:
         self._cache: dict[str, list[int]] = {}
 
     @property
+    def known(self) -> dict[str, int]:
+        """The vocabulary's words (their ids), for telling a known word from a guessed one."""
+        return self._ids
+
+    @property
     def num_ids(self) -> int:
         """Size of the embedding table the ids index into."""
         return self._bucket_base + self.buckets

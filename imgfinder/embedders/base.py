@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -12,6 +13,9 @@ from imgfinder.media.images import to_rgb
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: the script each language's words are written in
+SCRIPTS = {"en": "LATIN", "ru": "CYRILLIC"}
+LANGUAGE_NAMES = {"en": "English", "ru": "Russian"}
 
 
 class Embedder(ABC):
@@ -26,6 +30,20 @@ class Embedder(ABC):
     image_size: int = 224
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    #: query languages it reads ("en", "ru"; "multi" for about a hundred); the registry sets it
+    languages: tuple[str, ...] = ("multi",)
+
+    def unreadable(self, text: str) -> str | None:
+        """Why this model cannot read `text` at all (no letter of a script of its languages),
+        or None when it may; a model that knows its vocabulary can be stricter."""
+        scripts = {SCRIPTS[lang] for lang in self.languages if lang in SCRIPTS}
+        if "multi" in self.languages or not scripts:
+            return None
+        letters = [char for char in text if char.isalpha()]
+        if not letters or any(_script(char) in scripts for char in letters):
+            return None
+        names = " or ".join(LANGUAGE_NAMES[lang] for lang in self.languages if lang in SCRIPTS)
+        return f"this model reads only {names}, and the query has no word in it"
 
     @property
     @abstractmethod
@@ -55,6 +73,11 @@ class Embedder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         batch = np.stack([self.prepare_image(to_rgb(image)) for image in images])
         return self.embed_prepared(batch)
+
+
+def _script(char: str) -> str:
+    """ "LATIN", "CYRILLIC", "CJK"...: the first word of the character's Unicode name."""
+    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
 
 
 def resize_center_crop_normalize(

@@ -98,6 +98,18 @@ class DemoEmbedder(Embedder):
         parts = [self._run_image(batch[i : i + _BATCH]) for i in range(0, len(batch), _BATCH)]
         return l2_normalize(np.concatenate(parts))
 
+    def unreadable(self, text: str) -> str | None:
+        """The demo model knows only its world's words: a query with none of them is refused
+        (its character trigrams alone would match something anyway)."""
+        from imgfinder.demo.tokenizer import split_words
+
+        if any(word in self.tokenizer.known for word in split_words(text)):
+            return None
+        return (
+            "the demo model knows none of these words: it reads only colours, shapes, sizes, "
+            "counts and backgrounds, in English or Russian"
+        )
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:

@@ -302,6 +302,12 @@ def create_embedder(key: str, *, model_dir: Path | None = None, runtime: str = "
         )
     if not info.present:
         raise ModelError(missing_message(info, model_dir))
+    embedder = _load(info, model_dir, runtime)
+    embedder.languages = info.languages
+    return embedder
+
+
+def _load(info: ModelInfo, model_dir: Path | None, runtime: str) -> Embedder:
     loader = _import_loader(info.family)
     if info.family == "demo":
         return loader(folder(info), runtime="onnx" if runtime == "auto" else runtime)

@@ -154,6 +154,11 @@ class Collection:
         digest = hashlib.sha1(spec.encode("utf-8")).hexdigest()[:12]
         return self.dir / "index" / f"{indexer}-{digest}"
 
+    def calibration_file(self, embedder_key: str) -> Path:
+        """Where what unrelated queries find in this collection is kept, per embedder."""
+        digest = hashlib.sha1(embedder_key.encode("utf-8")).hexdigest()[:12]
+        return self.dir / "calibration" / f"{digest}.npz"
+
     def thumbs_dir(self) -> Path:
         return self.dir / "thumbs"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from imgfinder.errors import ImgFinderError
-from imgfinder.service import Outcome, Query, Result, Service
+from imgfinder.service import Hit, Outcome, Query, Result, Service
 from imgfinder.textfmt import display_path, format_ms, plural
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.timefmt import format_timestamp
@@ -64,7 +64,7 @@ def image_card(service: Service, collection: str, result: Result, thumb: Path | 
     else:
         st.text("(no preview)")
     st.text(result.name)
-    st.caption(f"score {hit.score:.3f}")
+    st.caption(score_line(hit))
     if st.button(
         "Enlarge", key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:", width="stretch"
     ):
@@ -92,7 +92,7 @@ def video_card(service: Service, collection: str, result: Result, thumb: Path | 
             st.error(md(str(exc)))
     st.text(result.name)
     st.caption(
-        f"{format_timestamp(best.t_start)}–{format_timestamp(best.t_end)} · score {best.score:.3f}"
+        f"{format_timestamp(best.t_start)}–{format_timestamp(best.t_end)} · {score_line(hit)}"
     )
     if len(result.moments) > 1:
         more = f", the best {len(moments)} below" if len(result.moments) > len(moments) else ""
@@ -105,6 +105,11 @@ def video_card(service: Service, collection: str, result: Result, thumb: Path | 
                 label = format_timestamp(moment.t_start)
                 play_button(label, f"moment-{moment.item_id}", state, moment.t_start, moment.score)
     more_like_button(hit.item_id, best.item_id, result.name)
+
+
+def score_line(hit: Hit) -> str:
+    confidence = f" · confidence {hit.confidence:.2f}" if hit.confidence is not None else ""
+    return f"score {hit.score:.3f}{confidence}"
 
 
 def play_button(label: str, key: str, state: str, start: float, score: float | None = None) -> None:
@@ -142,7 +147,7 @@ def enlarge(service: Service, collection: str, result: Result) -> None:
     if (preview := service.preview(collection, hit.path)) is not None:
         st.image(str(preview), width="stretch")  # a small picture too fills the dialog
     st.text(display_path(hit.path))
-    st.caption(f"score {hit.score:.3f}")
+    st.caption(score_line(hit))
     left, right = st.columns(2)
     left.download_button(
         "Download original",
