@@ -105,7 +105,6 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
         order = st.radio("Sort by score", SORTS, horizontal=True, key="sort")
     if collection is None or model is None:
         return None, k, threshold, order
-    st.session_state.threshold_scale = scale
     return Selection(collection, model, runtime, indexer, params), k, threshold, order
 
 
@@ -198,7 +197,7 @@ def search_tab(
         welcome(service, selection, mode)
         return
     forget_players_on_new_query(query)
-    scale = st.session_state.threshold_scale
+    scale = st.session_state.scale  # the sidebar's "Cut off by"
     outcome = service.search(selection, query, k, threshold, SHOWS[show], scale=scale)
     if outcome.error:
         st.error(md(outcome.error))

@@ -144,6 +144,26 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> N
     raise TimeoutError(f"{url} did not answer in {seconds} s")
 
 
+def fake_hub(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> None:
+    """The Hugging Face hub replaced by a fake that writes each file it is asked for, taking
+    `delay` seconds per file (long enough for a progress display to see it under way)."""
+    import time
+
+    import huggingface_hub
+
+    from imgfinder.embedders import registry
+
+    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
+        time.sleep(delay)
+        target = Path(str(local_dir)) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"{}")
+        return str(target)
+
+    monkeypatch.setattr(registry, "check_online", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+
+
 @pytest.fixture
 def embedder() -> ColorEmbedder:
     return ColorEmbedder()

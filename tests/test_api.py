@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PALETTE, ColorEmbedder, make_image
+from conftest import PALETTE, ColorEmbedder, fake_hub, make_image
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -199,18 +199,7 @@ def test_a_model_is_pulled_in_the_background_with_progress(
     client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hub replaced by a fake that writes each file it is asked for."""
-    import huggingface_hub
-
-    from imgfinder.embedders import registry
-
-    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
-        target = Path(str(local_dir)) / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"{}")
-        return str(target)
-
-    monkeypatch.setattr(registry, "check_online", lambda: None)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    fake_hub(monkeypatch)
     monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(tmp_path / "models"))
     assert client.post("/models/immich-clip-vit-b-32/pull").status_code == 202
     deadline = time.monotonic() + 10

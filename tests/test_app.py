@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PALETTE, ColorEmbedder, make_image
+from conftest import PALETTE, ColorEmbedder, fake_hub, make_image
 from streamlit.testing.v1 import AppTest
 from test_webapp import EMBED_GATE, FACTORY, LOADS, RUNTIMES_ASKED, bomb_bytes
 
@@ -330,23 +330,6 @@ def test_model_missing_is_explained_not_a_crash(
     assert not at.tabs  # nothing to search with; nothing was loaded
 
 
-def fake_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Hugging Face hub replaced by a fake that writes each file it is asked for."""
-    import huggingface_hub
-
-    from imgfinder.embedders import registry
-
-    def fake_download(repo_id: str, filename: str, local_dir: Path | None = None) -> str:
-        time.sleep(0.05)  # long enough for the page to see the download under way
-        target = Path(str(local_dir)) / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"{}")
-        return str(target)
-
-    monkeypatch.setattr(registry, "check_online", lambda: None)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-
-
 def page_without_models(monkeypatch: pytest.MonkeyPatch, models: Path, key: str) -> AppTest:
     monkeypatch.delenv("IMGFINDER_EMBEDDER_FACTORY")
     monkeypatch.setenv("IMGFINDER_MODEL_DIR", str(models))
@@ -359,7 +342,7 @@ def page_without_models(monkeypatch: pytest.MonkeyPatch, models: Path, key: str)
 def test_a_missing_model_is_downloaded_from_the_page(
     app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    fake_hub(monkeypatch)
+    fake_hub(monkeypatch, delay=0.3)
     key = "immich-clip-vit-b-32"
     at = page_without_models(monkeypatch, tmp_path / "models", key)
     [button] = [b for b in at.button if b.label.startswith(f"Download {key}")]
