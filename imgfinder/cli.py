@@ -181,12 +181,26 @@ def index(
     console.print(table)
 
 
+NotOpt = Annotated[
+    list[str] | None,
+    typer.Option("--not", help="Push results away from this text; repeat for more."),
+]
+NotWeightOpt = Annotated[float, typer.Option(help="How hard each --not pushes (0-10).")]
+TextWeightOpt = Annotated[
+    float, typer.Option(help="With --image and a text: how much the text counts (0-10).")
+]
+
+
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="Text query, Russian or English.")] = None,
     image: Annotated[
-        Path | None, typer.Option("--image", help="Find images like this one.")
+        Path | None,
+        typer.Option("--image", help="Find images like this one (with a text: like it, but …)."),
     ] = None,
+    exclude: NotOpt = None,
+    not_weight: NotWeightOpt = 0.5,
+    text_weight: TextWeightOpt = 1.0,
     collection: CollectionOpt = "default",
     model: ModelOpt = None,
     indexer: IndexerOpt = "exact",
@@ -209,22 +223,19 @@ def search(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Search a collection by text or by example image."""
+    """Search a collection by text, by example image, or both ("like this, but at night");
+    --not pushes results away from a text ("red" --not circle)."""
     from imgfinder.errors import ConfigError
 
-    if (query is None) == (image is None):
-        raise ConfigError("give either a text query or --image FILE")
     if only not in (None, "image", "video"):
         raise ConfigError(f"--only takes image or video, not {only!r}")
-    from imgfinder.service import Query
-
+    wanted = _query(query, image, exclude, not_weight, text_weight)
     service = _service(model_dir)
     chosen = _selection(
         service, service.named(collection, paths=True), model, runtime, indexer, param
     )
     if threshold is None:
         threshold = service.default_threshold(service.model_info(chosen.model), scale)
-    wanted = Query.for_image_file(image) if image is not None else Query.for_text(query or "")
     outcome = service.find(chosen, wanted, k, threshold, only, scale=scale)
     hits = outcome.hits
     if as_json:
@@ -235,6 +246,30 @@ def search(
         return
     for hit in hits:
         console.print(Text(_format_hit(hit)))
+
+
+def _query(
+    text: str | None,
+    image: Path | None,
+    exclude: list[str] | None,
+    not_weight: float,
+    text_weight: float,
+) -> Any:
+    """The service's Query for a command's text, --image and --not options."""
+    from imgfinder.errors import ConfigError
+    from imgfinder.service import Query
+
+    if text is None and image is None:
+        raise ConfigError("give a text query, --image FILE, or both")
+    if image is None:
+        wanted = Query.for_text(text or "")
+    else:
+        wanted = Query.for_image_file(image)
+        if text is not None:
+            wanted = wanted.plus(Query.for_text(text), text_weight)
+    for term in exclude or []:
+        wanted = wanted.minus(Query.for_text(term), not_weight)
+    return wanted
 
 
 def _service(model_dir: Path | None = None):
@@ -287,6 +322,44 @@ def _format_hit(hit) -> str:
         span = f"{format_timestamp(hit.t_start)}–{format_timestamp(hit.t_end)}"
         return f"{hit.path}  {span}  {hit.score:.3f}{confidence}"
     return f"{hit.path}  {hit.score:.3f}{confidence}"
+
+
+@app.command()
+def explain(
+    query: Annotated[str | None, typer.Argument(help="Text query, Russian or English.")],
+    image: Annotated[Path, typer.Argument(help="The image to explain.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the map (PNG).")],
+    like: Annotated[
+        Path | None,
+        typer.Option("--like", help="Explain similarity to this image (with a text: and it)."),
+    ] = None,
+    exclude: NotOpt = None,
+    not_weight: NotWeightOpt = 0.5,
+    text_weight: TextWeightOpt = 1.0,
+    method: Annotated[
+        str, typer.Option(help="masks (any runtime) or gradcam (needs torch).")
+    ] = "masks",
+    model: ModelOpt = None,
+    model_dir: ModelDirOpt = None,
+    runtime: RuntimeOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
+) -> None:
+    """Draw where in IMAGE its match with the query lies; give "" as the query with --like."""
+    from imgfinder.atomic import atomic_write
+
+    wanted = _query(query or None, like, exclude, not_weight, text_weight)
+    service = _service(model_dir)
+    found = service.explain_file(model or service.default_model(), runtime, wanted, image, method)
+    atomic_write(out, lambda handle: found.overlay().save(handle, format="PNG"))
+    x, y = found.peak
+    if as_json:
+        details = {"map": str(out), "peak": [x, y], "score": found.score, "method": found.method}
+        console.print_json(json.dumps({**details, "seconds": found.seconds}))
+        return
+    console.print(
+        f"{out}: strongest at {x:.0%} across, {y:.0%} down; score {found.score:.3f} "
+        f"({found.method}, {found.seconds:.2f} s)"
+    )
 
 
 @app.command()

@@ -234,6 +234,42 @@ class Calibration:
         return Calibration(self.centroid, {**self.null, modality: np.sort(lifts)}, self.items)
 
 
+#: the shape of a combined query: (modality, weight) per term, the first one's weight 1
+Form = tuple[tuple[str, float], ...]
+
+
+def form_name(form: str | Form) -> str:
+    """The key of a modality or a combined query's form: "text", "image", "image+1*text"."""
+    if isinstance(form, str):
+        if form not in MODALITIES:
+            raise _config_error(f"modality must be one of {', '.join(MODALITIES)}, not {form!r}")
+        return form
+    if not form or any(modality not in MODALITIES for modality, _ in form):
+        raise _config_error(f"a query's form is (modality, weight) pairs of {MODALITIES}")
+    if len(form) == 1:
+        return form[0][0]
+    return form[0][0] + "".join(f"{weight:+g}*{modality}" for modality, weight in form[1:])
+
+
+def mixed_null(form: Form, vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """Unrelated queries of a combined form: each term's unrelated queries mixed with the
+    form's weights, every term drawing a different one, as unit rows."""
+    count = max(len(vectors[modality]) for modality, _ in form)
+    rows = np.arange(count)
+    total = np.zeros((count, vectors[form[0][0]].shape[1]), dtype=np.float64)
+    for position, (modality, weight) in enumerate(form):
+        pool = vectors[modality]
+        total += weight * pool[(rows + 7 * position) % len(pool)]
+    norms = np.linalg.norm(total, axis=1, keepdims=True)
+    return (total / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _config_error(message: str) -> Exception:
+    from imgfinder.errors import ConfigError
+
+    return ConfigError(message)
+
+
 def check_min_confidence(value: float) -> float:
     """A minimum confidence must be a number from 0 to 1 (NaN and infinities are not)."""
     if not 0.0 <= value <= 1.0:  # NaN fails this too

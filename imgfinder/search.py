@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import threading
-import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -26,11 +25,15 @@ from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import open_image
+from imgfinder.queries import check_text
 from imgfinder.relevance import (
     MODALITIES,
     NULL_TEXTS,
     Calibration,
+    Form,
     check_min_confidence,
+    form_name,
+    mixed_null,
     null_images,
 )
 from imgfinder.store.collection import STAMP, Collection
@@ -315,14 +318,9 @@ class SearchModel:
 
     def encode_text(self, query: str) -> np.ndarray:
         """The query vector of a text, after checking the collection speaks this model."""
-        if not query or not query.strip():
-            raise ConfigError("the query is empty")
-        if not any(unicodedata.category(char)[0] in "LNS" for char in query):
-            raise ConfigError("the query has no words: punctuation alone describes nothing")
-        if reason := self.embedder.unreadable(query):
-            raise ConfigError(reason)
+        text = check_text(self.embedder, query)
         self.check_embedded()
-        return self.embedder.embed_texts([query.strip()])[0]
+        return self.embedder.embed_texts([text])[0]
 
     def encode_image(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
         """The query vector of an image (a path, encoded bytes or PIL image)."""
@@ -371,12 +369,13 @@ class SearchModel:
         kind: str | None = None,
         *,
         min_confidence: float | None = None,
-        modality: str = "text",
+        modality: str | Form = "text",
     ) -> list[Hit]:
         """The shared tail of every search: top-k, threshold, video frames merged into moments,
         and only images or only videos when `kind` is "image" or "video". Each hit carries
         its confidence against unrelated queries of `modality` ("text", or "image" for image
-        and similar-item queries); `min_confidence` drops hits below it."""
+        and similar-item queries, or a combined query's `Form`); `min_confidence` drops hits
+        below it."""
         if k < 1:
             raise ConfigError("k must be at least 1")
         if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails this too
@@ -385,12 +384,11 @@ class SearchModel:
             )
         if kind not in (None, *KINDS):
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        if modality not in MODALITIES:
-            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}")
+        name = form_name(modality)
         query = np.asarray(vector, dtype=np.float32)[None, :]
         calibration = self.calibration(modality)
         if min_confidence is not None and calibration is not None:
-            floor = calibration.threshold(query[0], check_min_confidence(min_confidence), modality)
+            floor = calibration.threshold(query[0], check_min_confidence(min_confidence), name)
             if floor > 1.0:
                 return []
             threshold = floor if threshold is None else max(threshold, floor)
@@ -398,7 +396,7 @@ class SearchModel:
         if calibration is None or not hits:
             return hits
         scores = np.asarray([hit.score for hit in hits])
-        confidences = calibration.confidence(query[0], scores, modality)
+        confidences = calibration.confidence(query[0], scores, name)
         return [
             replace(hit, confidence=round(float(c), 4))
             for hit, c in zip(hits, confidences, strict=True)
@@ -430,10 +428,12 @@ class SearchModel:
                 return hits[:k]
             fetch *= 4
 
-    def calibration(self, modality: str = "text") -> Calibration | None:
-        """What unrelated queries of `modality` find in this collection (None while it is
-        empty): measured on first use and again when the collection has grown or shrunk by a
-        tenth, kept on disk so that the next process need not embed them again."""
+    def calibration(self, modality: str | Form = "text") -> Calibration | None:
+        """What unrelated queries of `modality` (or of a combined query's form) find in this
+        collection (None while it is empty): measured on first use and again when the
+        collection has grown or shrunk by a tenth, kept on disk so that the next process need
+        not embed them again (a combined form's is measured from those, in memory)."""
+        name = form_name(modality)
         with self._lock:
             index = self.vector_index()
             if not len(index):
@@ -443,11 +443,14 @@ class SearchModel:
             held = self._calibration
             if held is None or held.stale(len(index)):
                 held = Calibration(self._centroid(), {}, len(index))
-            if modality not in held.null:
-                vectors = self._null_vectors(modality)
-                best = index.search(vectors, 1)[0][:, 0]
-                held = held.with_null(modality, vectors, best)
-                self._save_calibration(held, modality, vectors)
+            if name not in held.null and name in MODALITIES:
+                vectors = self._null_vectors(name)
+                held = held.with_null(name, vectors, index.search(vectors, 1)[0][:, 0])
+                self._save_calibration(held, name, vectors)
+            elif name not in held.null:
+                pools = {m: self._null_vectors(m) for m, _ in modality}
+                vectors = mixed_null(modality, pools)  # type: ignore[arg-type]
+                held = held.with_null(name, vectors, index.search(vectors, 1)[0][:, 0])
             self._calibration = held
             return held
 
@@ -477,7 +480,7 @@ class SearchModel:
         path = self.collection.calibration_file(self.embedder.key)
         arrays = {k: v for k, v in self._saved_calibration().items() if k.endswith("_vectors")}
         arrays[f"null_{modality}_vectors"] = vectors
-        arrays |= {f"null_{m}": null for m, null in held.null.items()}
+        arrays |= {f"null_{m}": null for m, null in held.null.items() if m in MODALITIES}
         arrays |= {"centroid": held.centroid, "items": np.asarray(held.items)}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

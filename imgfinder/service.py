@@ -36,16 +36,18 @@ from imgfinder.embedders.registry import (
     missing_message,
     pull,
 )
-from imgfinder.errors import BusyError, ConfigError, ImgFinderError, NotFoundError
+from imgfinder.errors import BusyError, ConfigError, ImgFinderError, MediaError, NotFoundError
+from imgfinder.explain import MAP_SIDE, RelevanceMap, relevance_map
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
 from imgfinder.indexing import IndexReport
 from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
 from imgfinder.media.frames import VideoSampling
-from imgfinder.media.images import decode_ahead
+from imgfinder.media.images import decode_ahead, open_image
 from imgfinder.media.served import is_under, open_indexed
 from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
 from imgfinder.media.uploads import CheckedUpload, check_upload
-from imgfinder.relevance import DEFAULT_CONFIDENCE, SCALES
+from imgfinder.queries import NOT_WEIGHT, WITH_WEIGHT, check_text, check_weight, mix
+from imgfinder.relevance import DEFAULT_CONFIDENCE, SCALES, Form
 from imgfinder.repair import RepairReport
 from imgfinder.repair import repair as repair_collection
 from imgfinder.search import Hit, SearchModel
@@ -81,12 +83,23 @@ class Selection:
 
 @dataclass(frozen=True)
 class Query:
-    """A text query, an uploaded image, or "more like" a stored item."""
+    """A text query, an uploaded image, or "more like" a stored item; with other terms mixed
+    in ("like this photo, but at night"; "red, not circle")."""
 
     kind: str
     text: str = ""
     data: bytes = field(default=b"", repr=False)
     item_id: int = -1
+    #: (term, weight) pairs added to this query's vector; a negative weight means "not"
+    terms: tuple[tuple[Query, float], ...] = ()
+
+    def plus(self, term: Query, weight: float = WITH_WEIGHT) -> Query:
+        """This query, pulled toward `term` by `weight`."""
+        return replace(self, terms=(*self.terms, (replace(term, terms=()), check_weight(weight))))
+
+    def minus(self, term: Query, weight: float = NOT_WEIGHT) -> Query:
+        """This query, pushed away from `term` by `weight`."""
+        return self.plus(term, -check_weight(weight))
 
     @classmethod
     def for_text(cls, text: str) -> Query:
@@ -108,11 +121,16 @@ class Query:
 
     @property
     def modality(self) -> str:
-        """Which unrelated queries its confidence is measured against."""
+        """Which unrelated queries a query of this kind is measured against."""
         return "text" if self.kind == "text" else "image"
 
+    @property
+    def form(self) -> Form:
+        """Which unrelated queries its confidence is measured against: ones mixed like it."""
+        return ((self.modality, 1.0), *((term.modality, weight) for term, weight in self.terms))
+
     def cache_key(self) -> tuple[str, str]:
-        """What identifies an encoded text or image query (similar-item queries are not encoded)."""
+        """What identifies one encoded text or image (its terms are encoded one by one)."""
         if self.kind == "image":
             return self.kind, hashlib.sha256(self.data).hexdigest()
         return self.kind, self.text
@@ -364,9 +382,9 @@ class Service:
             return f"there is no model {key!r} in the registry"
         return None if self.usable(info) else missing_message(info, self._model_dir)
 
-    def default_model(self, collection: str | Path) -> str:
+    def default_model(self, collection: str | Path | None = None) -> str:
         """The model a collection was built with when the registry knows it, else the demo."""
-        built_with = self.collection(collection).manifest.get("model")
+        built_with = self.collection(collection).manifest.get("model") if collection else None
         keys = {info.key for info in self.models()}
         return built_with if built_with in keys else default_model_key()
 
@@ -481,18 +499,11 @@ class Service:
         outcome = Outcome()
         model = self.model(selection)
         started = time.perf_counter()
-        if query.kind == "similar":
-            vector = model.item_vector(query.item_id)
-            hits = model.similar(query.item_id, k, cosine, kind, min_confidence=confidence)
-            outcome.search_s = time.perf_counter() - started
-        else:
-            vector, outcome.cached_query = self._query_vector(model, query)
-            encoded = time.perf_counter()
-            hits = model.search_vector(
-                vector, k, cosine, kind, min_confidence=confidence, modality=query.modality
-            )
-            outcome.encode_s = encoded - started
-            outcome.search_s = time.perf_counter() - encoded
+        vector, outcome.cached_query = self._query_vector(model, query)
+        encoded = time.perf_counter()
+        hits = self._hits(model, query, vector, k, cosine, kind, confidence)
+        outcome.encode_s = encoded - started
+        outcome.search_s = time.perf_counter() - encoded
         outcome.hits = hits
         outcome.results = self._group(model, hits)
         outcome.runtime = str(getattr(model.embedder, "runtime", ""))
@@ -505,10 +516,45 @@ class Service:
                 outcome.best_score, outcome.best_confidence = best.score, best.confidence
         return outcome
 
+    @staticmethod
+    def _hits(
+        model: SearchModel,
+        query: Query,
+        vector: np.ndarray,
+        k: int,
+        threshold: float | None,
+        kind: str | None,
+        min_confidence: float | None = None,
+    ) -> list[Hit]:
+        """The library's search for a query vector; "more like" an item never finds the item."""
+        extra = 1 if query.kind == "similar" else 0
+        hits = model.search_vector(
+            vector,
+            k + extra,
+            threshold,
+            kind,
+            min_confidence=min_confidence,
+            modality=query.form,
+        )
+        return [hit for hit in hits if hit.item_id != query.item_id][:k]
+
     def _query_vector(self, model: SearchModel, query: Query) -> tuple[np.ndarray, bool]:
-        """The query's embedding, by the library's own checks; a repeated query (a slider
-        moved) is not encoded again."""
+        """The query's embedding with its terms mixed in, by the library's own checks; a
+        repeated text or image (a slider moved) is not encoded again."""
+        vector, cached = self._term_vector(model, query)
+        if not query.terms:
+            return vector, cached
+        terms = []
+        for term, weight in query.terms:
+            term_vector, term_cached = self._term_vector(model, term)
+            terms.append((term_vector, weight))
+            cached = cached and term_cached
+        return mix(vector, terms), cached
+
+    def _term_vector(self, model: SearchModel, query: Query) -> tuple[np.ndarray, bool]:
         model.check_embedded()
+        if query.kind == "similar":
+            return model.item_vector(query.item_id), False
         if query.kind == "file":
             return model.encode_image(Path(query.text)), False
         key = (model.embedder.key, *query.cache_key())
@@ -545,16 +591,9 @@ class Service:
         return "no_confident_match" if scale == "confidence" else "below_threshold"
 
     @staticmethod
-    def _best(
-        model: SearchModel, query: Query, vector: np.ndarray | None, kind: str | None
-    ) -> Hit | None:
+    def _best(model: SearchModel, query: Query, vector: np.ndarray, kind: str | None) -> Hit | None:
         """The closest hit with no cutoff, for saying how near the nearest came."""
-        if vector is None:
-            return None
-        if query.kind == "similar":
-            hits = model.similar(query.item_id, 1, None, kind)
-        else:
-            hits = model.search_vector(vector, 1, None, kind, modality=query.modality)
+        hits = Service._hits(model, query, vector, 1, None, kind)
         return hits[0] if hits else None
 
     def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:
@@ -624,6 +663,52 @@ class Service:
             raise NotFoundError(f"there is no item {item_id} in this collection")
         t = found.t
         return Hit(found.id, found.path, 1.0, found.kind, t, t, t)
+
+    # -- relevance maps ---------------------------------------------------------------------
+
+    def explain(
+        self, selection: Selection, query: Query, item_id: int, method: str = "masks"
+    ) -> RelevanceMap:
+        """Where in a stored item (an image, or a video's frame) its match with `query` lies."""
+        model = self.model(selection)
+        vector, _ = self._query_vector(model, query)
+        hit = self.item(selection.collection, item_id)
+        if hit.kind == "video":
+            frame = self.thumbnail(selection.collection, hit)
+            if frame is None:
+                raise NotFoundError(f"the frame of item {item_id} cannot be read")
+            image = open_image(frame)
+        else:
+            with self._open_indexed(model.collection, hit.path) as source:
+                image = open_image(source, target_size=MAP_SIDE)
+        return relevance_map(
+            self._explainer(model.embedder, selection.model, method), image, vector, method=method
+        )
+
+    def explain_file(
+        self, key: str, runtime: str, query: Query, image: str | os.PathLike[str], method: str
+    ) -> RelevanceMap:
+        """A relevance map for any image file and a text or image-file query, with no collection
+        (the CLI's `explain`)."""
+        embedder = self.embedder(key, runtime)
+        vectors = []
+        for term in (replace(query, terms=()), *(term for term, _ in query.terms)):
+            if term.kind == "text":
+                vectors.append(embedder.embed_texts([check_text(embedder, term.text)])[0])
+            elif term.kind == "file":
+                vectors.append(embedder.embed_images([_read_image(term.text, MAP_SIDE)])[0])
+            else:
+                raise ConfigError("explain takes a text or an image file as its query")
+        weights = [weight for _, weight in query.terms]
+        vector = mix(vectors[0], list(zip(vectors[1:], weights, strict=True)))
+        explainer = self._explainer(embedder, key, method)
+        return relevance_map(explainer, _read_image(image, MAP_SIDE), vector, method=method)
+
+    def _explainer(self, embedder: Embedder, key: str, method: str) -> Embedder:
+        """The embedder a method runs on: the gradient one needs the model's PyTorch runtime."""
+        if method == "gradcam" and getattr(embedder, "runtime", "") != "torch":
+            return self.embedder(key, "torch")
+        return embedder
 
     def display_name(self, collection: str | Path, path: str) -> str:
         """A path relative to the collection root that holds it, always printable."""
@@ -762,6 +847,14 @@ def _display_name(path: str, roots: list[str]) -> str:
         return Path(path).name
     relative = os.path.relpath(path, max(holders, key=len))
     return Path(path).name if relative == "." else relative
+
+
+def _read_image(path: str | os.PathLike[str], size: int) -> Image.Image:
+    """An image file decoded for a map, its name in the error when it cannot be."""
+    try:
+        return open_image(Path(path), target_size=size)
+    except MediaError as exc:
+        raise MediaError(f"{os.fspath(path)}: {exc}") from exc
 
 
 def _sentence(message: str) -> str:

@@ -218,6 +218,30 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return collection, folder
 
 
+#: the seed of the fresh demo world the acceptance tests search (never the training seed)
+FRESH_WORLD_SEED = 20261201
+FRESH_SCENES = 1200
+
+
+@pytest.fixture(scope="session")
+def fresh_demo(tmp_path_factory: pytest.TempPathFactory):
+    """(SearchModel, scenes, {path: scene index}): a fresh demo world of 1,200 scenes indexed
+    by the demo model through the real pipeline, once per run; scenes in catalog order."""
+    from imgfinder.demo import world
+    from imgfinder.search import SearchModel
+
+    base = tmp_path_factory.mktemp("fresh-demo")
+    labels = world.write_demo_folder(base / "media", FRESH_SCENES, FRESH_WORLD_SEED, size=128)
+    rows = world.read_labels(labels)
+    model = SearchModel(base / "collection", "demo")
+    report = model.index([base / "media"])
+    assert report.summary()["indexed"] == FRESH_SCENES
+    scenes = world.scenes_from_labels(rows)
+    by_path = {str(base / "media" / row["path"]): i for i, row in enumerate(rows)}
+    yield model, scenes, by_path
+    model.close()
+
+
 @pytest.fixture(scope="module")
 def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six small images in three colours, for end-to-end runs of real (random) models."""
@@ -226,3 +250,19 @@ def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for number in range(2):
             make_image(folder / f"{color}_{number}.png", color, seed=number, size=(48, 40))
     return folder
+
+
+def cli_main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`imgfinder ARGS` through its entry point: exit code, stdout and stderr."""
+    import sys
+
+    from imgfinder import cli
+
+    monkeypatch.setattr(sys, "argv", ["imgfinder", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli_main
 from out_of_domain import HELD_OUT, TUNED, UNREADABLE, out_of_domain_images
 
 from imgfinder.demo import world
@@ -20,25 +21,7 @@ from imgfinder.evaluation import capped_recall_at_k
 from imgfinder.relevance import DEFAULT_CONFIDENCE, Calibration
 from imgfinder.search import SearchModel
 
-WORLD_SEED = 20261201
 HALVES = {"tuned": TUNED, "held_out": HELD_OUT}
-SCENES = 1200
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh demo world of 1,200 scenes, indexed by the demo model; with its scenes in
-    catalog order (by path) for relevance."""
-    base = tmp_path_factory.mktemp("relevance")
-    labels = world.write_demo_folder(base / "media", SCENES, WORLD_SEED, size=128)
-    rows = world.read_labels(labels)
-    model = SearchModel(base / "collection", "demo")
-    report = model.index([base / "media"])
-    assert report.summary()["indexed"] == SCENES
-    scenes = world.scenes_from_labels(rows)
-    by_path = {str(base / "media" / row["path"]): i for i, row in enumerate(rows)}
-    yield model, scenes, by_path
-    model.close()
 
 
 def empty_share(answers: list[list | None]) -> float:
@@ -54,8 +37,10 @@ def confident_text(model: SearchModel, text: str) -> list | None:
         return None
 
 
-def test_out_of_domain_queries_find_nothing_at_the_default_cutoff(demo, record_property) -> None:
-    model, _, _ = demo
+def test_out_of_domain_queries_find_nothing_at_the_default_cutoff(
+    fresh_demo, record_property
+) -> None:
+    model, _, _ = fresh_demo
     answers = {name: [confident_text(model, t) for t in texts] for name, texts in HALVES.items()}
     tuned, held_out = empty_share(answers["tuned"]), empty_share(answers["held_out"])
     # the cutoff alone, on the queries the vocabulary check lets through
@@ -72,8 +57,8 @@ def test_out_of_domain_queries_find_nothing_at_the_default_cutoff(demo, record_p
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
-def test_real_queries_keep_their_recall_at_the_default_cutoff(demo, lang: str) -> None:
-    model, scenes, by_path = demo
+def test_real_queries_keep_their_recall_at_the_default_cutoff(fresh_demo, lang: str) -> None:
+    model, scenes, by_path = fresh_demo
     for kinds, seed, floor in ((world.TRAIN_KINDS, 11, 0.95), (world.HELD_OUT_PAIRS, 12, 0.85)):
         queries = world.make_queries(scenes, lang, 120, seed, kinds)
         recalls = []
@@ -83,25 +68,25 @@ def test_real_queries_keep_their_recall_at_the_default_cutoff(demo, lang: str) -
         assert np.mean(recalls) >= floor, (lang, kinds is world.TRAIN_KINDS, np.mean(recalls))
 
 
-def test_an_in_collection_picture_is_a_confident_match_of_itself(demo) -> None:
-    model, _, by_path = demo
+def test_an_in_collection_picture_is_a_confident_match_of_itself(fresh_demo) -> None:
+    model, _, by_path = fresh_demo
     path = next(iter(by_path))
     hits = model.search_image(path, k=3, min_confidence=DEFAULT_CONFIDENCE)
     assert hits[0].path == path and hits[0].confidence == 1.0
 
 
-def test_unreadable_queries_are_refused_with_the_reason(demo) -> None:
-    model, _, _ = demo
+def test_unreadable_queries_are_refused_with_the_reason(fresh_demo) -> None:
+    model, _, _ = fresh_demo
     for text in (*UNREADABLE, "qwertyuiop", "xyzzy plugh"):
         with pytest.raises(ConfigError, match="the demo model knows none of these words"):
             model.search_text(text)
     assert model.search_text("красный круг", k=1)  # one known word is enough
 
 
-def test_confidence_and_its_threshold_agree(demo) -> None:
+def test_confidence_and_its_threshold_agree(fresh_demo) -> None:
     """A minimum confidence is a cosine cutoff for that query: exactly the hits whose
     confidence reaches it survive, in the same order as without it."""
-    model, _, _ = demo
+    model, _, _ = fresh_demo
     for text in ("a red circle", "синие звёзды", "a dog on the beach"):
         everything = model.search_text(text, k=60)
         for floor in (0.0, 0.5, 0.9, DEFAULT_CONFIDENCE, 1.0):
@@ -112,8 +97,10 @@ def test_confidence_and_its_threshold_agree(demo) -> None:
             model.search_text("a red circle", min_confidence=bad)
 
 
-def test_the_calibration_is_kept_and_measured_once(demo, monkeypatch: pytest.MonkeyPatch) -> None:
-    model, _, _ = demo
+def test_the_calibration_is_kept_and_measured_once(
+    fresh_demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _, _ = fresh_demo
     model.search_text("a red circle", k=1)
     path = model.collection.calibration_file(model.embedder.key)
     assert path.is_file()
@@ -156,24 +143,8 @@ def test_the_inverse_of_confidence_is_exact() -> None:
     assert calibration.confidence(query, scores, "text").tolist() == [0.25, 0.5, 0.75, 1.0]
 
 
-def cli_main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`imgfinder ARGS` through its entry point: exit code, stdout and stderr."""
-    import sys
-
-    from imgfinder import cli
-
-    monkeypatch.setattr(sys, "argv", ["imgfinder", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exited:
-        code = int(exited.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_every_shell_refuses_and_explains(
-    demo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fresh_demo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI and the API say the library's sentences: an unreadable query, a bad cutoff,
     and an answerable-by-nothing query told apart from an empty collection."""
@@ -183,7 +154,7 @@ def test_every_shell_refuses_and_explains(
     from imgfinder.config import Settings
     from imgfinder.service import Service
 
-    model, _, _ = demo
+    model, _, _ = fresh_demo
     where = str(model.collection.dir)
 
     def run(*args: str) -> tuple[int, str, str]:

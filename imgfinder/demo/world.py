@@ -439,6 +439,13 @@ def _unit_polygon(shape: str) -> np.ndarray:
 _POLYGONS = {s: _unit_polygon(s) for s in SHAPE_NAMES if s not in ("circle", "ring")}
 
 
+def _outline(shape: str, x: float, y: float, r: float, angle: float) -> np.ndarray:
+    """The polygon of a non-round shape, placed and rotated, in the caller's units."""
+    theta = math.radians(angle)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    return _POLYGONS[shape] @ rot.T * r + (x, y)
+
+
 def _draw_object(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, angle: float):
     if shape in ("circle", "ring"):
         draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
@@ -446,13 +453,10 @@ def _draw_object(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: f
             q = r * 0.56
             draw.ellipse((x - q, y - q, x + q, y + q), fill=0)
         return
-    theta = math.radians(angle)
-    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    points = _POLYGONS[shape] @ rot.T * r + (x, y)
-    draw.polygon([tuple(p) for p in points.tolist()], fill=255)
+    draw.polygon([tuple(p) for p in _outline(shape, x, y, r, angle).tolist()], fill=255)
 
 
-def _background(scene: Scene, size: int) -> np.ndarray:
+def _background(scene: Scene | Composite, size: int) -> np.ndarray:
     base = np.asarray(scene.background_rgb, dtype=np.float32)
     if scene.texture == "plain":
         return np.broadcast_to(base, (size, size, 3)).copy()
@@ -469,17 +473,102 @@ def _background(scene: Scene, size: int) -> np.ndarray:
     return np.clip(base + np.asarray(blobs)[..., None] * 14.0 + grain, 0, 255)
 
 
-def render(scene: Scene, size: int = 64, supersample: int | None = None) -> Image.Image:
-    """Draw a scene as an RGB image `size` pixels square, anti-aliased by supersampling."""
-    factor = supersample or max(2, math.ceil(256 / size))
+def _coverage(objects: Iterable[tuple[str, float, float, float, float]], size: int, factor: int):
+    """float32[size, size, 1] anti-aliased coverage of (shape, x, y, r, angle) objects."""
     big = size * factor
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
-    for x, y, r, angle in scene.objects:
-        _draw_object(draw, scene.shape, x * big, y * big, r * big, angle)
-    alpha = np.asarray(mask.reduce(factor), dtype=np.float32)[..., None] / 255.0
+    for shape, x, y, r, angle in objects:
+        _draw_object(draw, shape, x * big, y * big, r * big, angle)
+    return np.asarray(mask.reduce(factor), dtype=np.float32)[..., None] / 255.0
+
+
+def render(scene: Scene, size: int = 64, supersample: int | None = None) -> Image.Image:
+    """Draw a scene as an RGB image `size` pixels square, anti-aliased by supersampling."""
+    factor = supersample or max(2, math.ceil(256 / size))
+    alpha = _coverage(((scene.shape, *o) for o in scene.objects), size, factor)
     colour = np.asarray(scene.rgb, dtype=np.float32)
     pixels = _background(scene, size) * (1.0 - alpha) + colour * alpha
+    return Image.fromarray(np.round(pixels).astype(np.uint8), mode="RGB")
+
+
+# --------------------------------------------------------------------------- composites
+
+
+@dataclass(frozen=True)
+class Part:
+    """One object of a composite: its kind, placement (fractions of the side) and colour."""
+
+    colour: str
+    shape: str
+    x: float
+    y: float
+    r: float
+    angle: float
+    rgb: tuple[int, int, int]
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) of what is drawn, as fractions of the side."""
+        if self.shape in ("circle", "ring"):
+            return (self.x - self.r, self.y - self.r, self.x + self.r, self.y + self.r)
+        points = _outline(self.shape, self.x, self.y, self.r, self.angle)
+        (left, top), (right, bottom) = points.min(axis=0), points.max(axis=0)
+        return (float(left), float(top), float(right), float(bottom))
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Two or three objects of different shapes and colours on one background.
+
+    The training world never mixes kinds; composites are where a relevance map has to say
+    which object a query is about, and the boxes say where that object is.
+    """
+
+    parts: tuple[Part, ...]
+    background: str
+    texture: str
+    background_rgb: tuple[int, int, int]
+    noise_seed: int
+
+
+def sample_composite(rng: np.random.Generator, count: int | None = None) -> Composite:
+    """A random composite of `count` (2 or 3 when None) parts, no two alike in shape or colour."""
+    count = count or int(rng.integers(2, 4))
+    shapes = rng.choice(SHAPE_NAMES, size=count, replace=False)
+    colours = rng.choice(COLOUR_NAMES, size=count, replace=False)
+    backgrounds = [b for b in BACKGROUND_NAMES if b not in colours]
+    background = backgrounds[int(rng.integers(len(backgrounds)))]
+    parts = tuple(
+        Part(
+            colour=str(colour),
+            shape=str(shape),
+            x=x,
+            y=y,
+            r=r,
+            angle=float(rng.uniform(-22.0, 22.0)),
+            rgb=_jitter(_COLOUR[str(colour)].rgb, rng, 9.0),
+        )
+        for colour, shape, (x, y, r) in zip(
+            colours, shapes, _place(count, "large", rng), strict=True
+        )
+    )
+    return Composite(
+        parts=parts,
+        background=background,
+        texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
+        background_rgb=_jitter(BACKGROUNDS[background], rng, 7.0),
+        noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def render_composite(scene: Composite, size: int = 64, supersample: int | None = None):
+    """Draw a composite as an RGB image `size` pixels square, later parts over earlier ones."""
+    factor = supersample or max(2, math.ceil(256 / size))
+    pixels = _background(scene, size)
+    for part in scene.parts:
+        alpha = _coverage([(part.shape, part.x, part.y, part.r, part.angle)], size, factor)
+        pixels = pixels * (1.0 - alpha) + np.asarray(part.rgb, dtype=np.float32) * alpha
     return Image.fromarray(np.round(pixels).astype(np.uint8), mode="RGB")
 
 

@@ -67,6 +67,13 @@ class Embedder(ABC):
         """Resize (shortest side), centre-crop and normalise one RGB image to float32[3, S, S]."""
         return resize_center_crop_normalize(image, self.image_size, self.mean, self.std)
 
+    def input_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of the part of a `width` x `height` image the model sees
+        after `prepare_image`: the centre square, as CLIP-style preprocessing crops it."""
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return (left, top, left + side, top + side)
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed PIL images (any mode) into float32[n, dim] unit rows."""
         if not images:

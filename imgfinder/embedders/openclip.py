@@ -485,6 +485,12 @@ class TowerEmbedder(Embedder):
         """Pixels exactly as this model's own preprocessing would produce them."""
         return self.preprocess(image)
 
+    def input_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The whole image for a model that squashes it to its square; else the centre square."""
+        if self.preprocess.resize_mode == "squash":
+            return (0, 0, width, height)
+        return super().input_box(width, height)
+
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         """int64[n, context] token ids, as the model was trained with."""
         return self._ensure().tokenize(list(texts))
