@@ -13,7 +13,7 @@ import streamlit as st
 
 from imgfinder.errors import ImgFinderError
 from imgfinder.media.uploads import MAX_UPLOAD_MB
-from imgfinder.service import Outcome, Query, Selection, Service, Settings
+from imgfinder.service import NOT_WEIGHT, WITH_WEIGHT, Outcome, Query, Selection, Service, Settings
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import plural
 from imgfinder.ui.jobs import index_tab, model_download
@@ -193,6 +193,7 @@ def search_tab(
         st.info(md(f"More like {like['name']}"), icon=":material/auto_awesome:")
         st.button("Back to my query", on_click=forget_like)
         query = Query.like(like["item_id"])
+    query = refine(query, mode)
     if query is None:
         welcome(service, selection, mode)
         return
@@ -206,7 +207,32 @@ def search_tab(
         if outcome.empty == "no_confident_match":
             st.button("Show the closest anyway", on_click=show_closest, icon=":material/search:")
     else:
-        results_grid(service, selection.collection, outcome, order == SORTS[0])
+        results_grid(service, selection, query, outcome, order == SORTS[0])
+
+
+def refine(query: Query | None, mode: str) -> Query | None:
+    """The query with the "but" and "not" terms of the Refine panel mixed in."""
+    with st.expander("Refine: but …, not …"):
+        left, right = st.columns(2)
+        but = left.text_input(
+            "But (a text this image or result should also match)"
+            if mode == "Image" or st.session_state.get("like")
+            else "And also",
+            key="but_text",
+            placeholder="at night · ночью",
+        )
+        but_weight = left.slider("How much it counts", 0.0, 3.0, WITH_WEIGHT, 0.1, key="but_weight")
+        nots = right.text_input(
+            "Not (comma-separated)", key="not_text", placeholder="circle, blue · круг"
+        )
+        not_weight = right.slider(
+            "How hard to push away", 0.0, 3.0, NOT_WEIGHT, 0.1, key="not_weight"
+        )
+    if query is None:
+        return None
+    if but.strip():
+        query = query.plus(Query.for_text(but), but_weight)
+    return query.without(nots.split(","), not_weight)
 
 
 def welcome(service: Service, selection: Selection, mode: str) -> None:

@@ -9,10 +9,11 @@ OpenAPI lives at /docs and /openapi.json.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import mimetypes
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgfinder import __version__
@@ -41,6 +42,7 @@ from imgfinder.indexers.registry import INDEXERS
 from imgfinder.jobs import JobStatus
 from imgfinder.media.served import UnsafePathError
 from imgfinder.media.uploads import MAX_UPLOAD_BYTES
+from imgfinder.queries import MAX_WEIGHT, NOT_WEIGHT, WITH_WEIGHT
 from imgfinder.search import Hit
 from imgfinder.service import Outcome, Selection, Service
 from imgfinder.service import Query as SearchQuery
@@ -85,6 +87,59 @@ ModelKey = Annotated[
     ),
 ]
 IndexerName = Annotated[Literal[tuple(INDEXERS)], Query(description="Vector index.")]  # type: ignore[valid-type]
+#: how many "not" texts one query may carry: each is encoded, so the count is bounded
+MAX_NOT_TERMS = 16
+QueryText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Exclude = Annotated[
+    list[QueryText],
+    Query(
+        alias="not",
+        max_length=MAX_NOT_TERMS,
+        description="Push the results away from this text; repeat for more.",
+        examples=[["circle"]],
+    ),
+]
+NotWeight = Annotated[
+    float,
+    Query(
+        ge=0.0,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description=f"How hard each `not` text pushes (0-{MAX_WEIGHT:g}).",
+        examples=[NOT_WEIGHT],
+    ),
+]
+WithText = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=1000,
+        description='A text the results should also match ("like this, but at night").',
+        examples=["at night"],
+    ),
+]
+TextWeight = Annotated[
+    float,
+    Query(
+        ge=0.0,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description=f"How much `q` counts beside the image or item (0-{MAX_WEIGHT:g}).",
+        examples=[WITH_WEIGHT],
+    ),
+]
+Method = Annotated[
+    Literal["masks", "gradcam"],
+    Query(description="masks: any runtime; gradcam: needs the model's PyTorch runtime."),
+]
+
+#: the explain route's headers: what each says, and its OpenAPI type
+_EXPLAIN_HEADERS = {
+    "X-Peak-X": ("The hottest point's x, a fraction (0-1) of the width.", "number"),
+    "X-Peak-Y": ("The hottest point's y, a fraction (0-1) of the height.", "number"),
+    "X-Score": ("The whole image's cosine similarity to the query.", "number"),
+    "X-Method": ("The method that made the map: masks or gradcam.", "string"),
+}
 
 
 class HitOut(BaseModel):
@@ -120,6 +175,14 @@ class SearchOut(BaseModel):
 
 class TextSearch(BaseModel):
     q: str = Field(min_length=1, max_length=1000, examples=["собака на пляже"])
+    exclude: list[QueryText] = Field(
+        default_factory=list,
+        alias="not",
+        max_length=MAX_NOT_TERMS,
+        description="Texts to push the results away from.",
+        examples=[["circle"]],
+    )
+    not_weight: float = Field(NOT_WEIGHT, ge=0.0, le=MAX_WEIGHT, allow_inf_nan=False)
     k: int = Field(24, ge=1, le=1000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
     scale: ScaleName = "confidence"
@@ -301,10 +364,14 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         kind: Only = None,
         model: ModelKey = None,
         indexer: IndexerName = "exact",
+        exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
+        not_weight: NotWeight = NOT_WEIGHT,
     ) -> SearchOut:
-        """Images and video moments matching a text, in Russian or English."""
+        """Images and video moments matching a text, in Russian or English, and not the
+        `not` texts."""
         chosen = selection(name, model, indexer)
-        found = find(chosen, SearchQuery.for_text(q), k, threshold, kind, scale)
+        query = _combined(SearchQuery.for_text(q), None, WITH_WEIGHT, exclude, not_weight)
+        found = find(chosen, query, k, threshold, kind, scale)
         return answer(name, chosen, found)
 
     @app.post("/collections/{name}/search", tags=["search"])
@@ -312,7 +379,9 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         if body.indexer not in INDEXERS:
             raise ConfigError(f"indexer must be one of {', '.join(INDEXERS)}")
         chosen = selection(name, body.model, body.indexer)
-        query = SearchQuery.for_text(body.q)
+        query = _combined(
+            SearchQuery.for_text(body.q), None, WITH_WEIGHT, body.exclude, body.not_weight
+        )
         found = find(chosen, query, body.k, body.threshold, body.kind, body.scale)
         return answer(name, chosen, found)
 
@@ -325,11 +394,16 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         scale: Scale = "confidence",
         kind: Only = None,
         model: ModelKey = None,
+        q: WithText = None,
+        text_weight: TextWeight = WITH_WEIGHT,
+        exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
+        not_weight: NotWeight = NOT_WEIGHT,
     ) -> SearchOut:
-        """Images and moments that look like the uploaded image."""
+        """Images and moments that look like the uploaded image; with `q`, like it but also
+        matching that text."""
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         chosen = selection(name, model)
-        query = SearchQuery.for_image(data)
+        query = _combined(SearchQuery.for_image(data), q, text_weight, exclude, not_weight)
         found = find(chosen, query, k, threshold, kind, scale)
         return answer(name, chosen, found)
 
@@ -342,12 +416,80 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         scale: Scale = "confidence",
         kind: Only = None,
         model: ModelKey = None,
+        q: WithText = None,
+        text_weight: TextWeight = WITH_WEIGHT,
+        exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
+        not_weight: NotWeight = NOT_WEIGHT,
     ) -> SearchOut:
-        """More like a stored image or video frame."""
+        """More like a stored image or video frame; with `q`, like it but also matching that
+        text ("more like this, but at night")."""
         chosen = selection(name, model)
-        query = SearchQuery.like(item_id)
+        query = _combined(SearchQuery.like(item_id), q, text_weight, exclude, not_weight)
         found = find(chosen, query, k, threshold, kind, scale)
         return answer(name, chosen, found)
+
+    @app.get(
+        "/collections/{name}/items/{item_id}/explain",
+        tags=["search"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/png": {}},
+                "description": "The item with its relevance map laid over it.",
+                "headers": {
+                    header: {"description": meaning, "schema": {"type": kind}}
+                    for header, (meaning, kind) in _EXPLAIN_HEADERS.items()
+                },
+            }
+        },
+    )
+    def explain(
+        name: str,
+        item_id: ItemId,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=1000,
+                description="The text whose match to explain.",
+                examples=["a red circle"],
+            ),
+        ] = None,
+        like: Annotated[
+            int | None,
+            Query(ge=0, le=2**63 - 1, description="Or: explain the likeness to this stored item."),
+        ] = None,
+        text_weight: TextWeight = WITH_WEIGHT,
+        exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
+        not_weight: NotWeight = NOT_WEIGHT,
+        method: Method = "masks",
+        model: ModelKey = None,
+    ) -> Response:
+        """Which regions of a stored image (or a video's frame) make it match a query: a PNG
+        of the item, dimmed where nothing counted and tinted red to yellow where the match is.
+
+        Give `q`, `like`, or both (then `text_weight` says how much `q` counts). Headers:
+        `X-Peak-X` and `X-Peak-Y`, the hottest point as fractions (0-1) of the width and the
+        height; `X-Score`, the whole image's cosine similarity to the query; `X-Method`, the
+        method that made the map.
+        """
+        if like is not None:
+            query = _combined(SearchQuery.like(like), q, text_weight, exclude, not_weight)
+        elif q is not None:
+            query = _combined(SearchQuery.for_text(q), None, text_weight, exclude, not_weight)
+        else:
+            raise ConfigError("explain needs a text q, an item to look like, or both")
+        relevance = service.explain(selection(name, model), query, item_id, method)
+        buffer = io.BytesIO()
+        relevance.overlay().save(buffer, "PNG")
+        x, y = relevance.peak
+        headers = {
+            "X-Peak-X": f"{x:.4f}",
+            "X-Peak-Y": f"{y:.4f}",
+            "X-Score": f"{relevance.score:.6f}",
+            "X-Method": relevance.method,
+        }
+        return Response(buffer.getvalue(), media_type="image/png", headers=headers)
 
     @app.get("/collections/{name}/items/{item_id}/thumbnail", tags=["files"])
     def thumbnail(name: str, item_id: ItemId) -> FileResponse:
@@ -392,6 +534,22 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             raise NotFoundError(f"{name} has no index job")
         service.cancel_indexing(path)
         return _job_out(status)
+
+
+def _combined(
+    base: SearchQuery,
+    text: str | None,
+    text_weight: float,
+    exclude: Sequence[str],
+    not_weight: float,
+) -> SearchQuery:
+    """`base` pulled toward `text` and pushed away from each `exclude` text, the way the
+    CLI's TEXT beside --image and its --not build a query; the library checks the weights."""
+    if text is not None:
+        base = base.plus(SearchQuery.for_text(text), text_weight)
+    for term in exclude:
+        base = base.minus(SearchQuery.for_text(term), not_weight)
+    return base
 
 
 async def _events(service: Service, path: Any) -> AsyncIterator[str]:

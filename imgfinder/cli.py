@@ -185,7 +185,9 @@ NotOpt = Annotated[
     list[str] | None,
     typer.Option("--not", help="Push results away from this text; repeat for more."),
 ]
-NotWeightOpt = Annotated[float, typer.Option(help="How hard each --not pushes (0-10).")]
+NotWeightOpt = Annotated[
+    float, typer.Option(help="How hard the --not terms push, shared between them (0-10).")
+]
 TextWeightOpt = Annotated[
     float, typer.Option(help="With --image and a text: how much the text counts (0-10).")
 ]
@@ -267,9 +269,7 @@ def _query(
         wanted = Query.for_image_file(image)
         if text is not None:
             wanted = wanted.plus(Query.for_text(text), text_weight)
-    for term in exclude or []:
-        wanted = wanted.minus(Query.for_text(term), not_weight)
-    return wanted
+    return wanted.without(exclude or [], not_weight)
 
 
 def _service(model_dir: Path | None = None):

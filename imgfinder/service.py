@@ -37,7 +37,7 @@ from imgfinder.embedders.registry import (
     pull,
 )
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, MediaError, NotFoundError
-from imgfinder.explain import MAP_SIDE, RelevanceMap, relevance_map
+from imgfinder.explain import MAP_SIDE, METHODS, RelevanceMap, relevance_map
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
 from imgfinder.indexing import IndexReport
 from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
@@ -100,6 +100,16 @@ class Query:
     def minus(self, term: Query, weight: float = NOT_WEIGHT) -> Query:
         """This query, pushed away from `term` by `weight`."""
         return self.plus(term, -check_weight(weight))
+
+    def without(self, texts: Sequence[str], weight: float = NOT_WEIGHT) -> Query:
+        """This query pushed away from each of `texts` (blank ones ignored), `weight` shared
+        evenly between them: "red, not circle, square" pushes as hard as "red, not circle",
+        so the not-terms never outweigh what was asked for."""
+        terms = [text.strip() for text in texts if text.strip()]
+        query = self
+        for text in terms:
+            query = query.minus(Query.for_text(text), check_weight(weight) / len(terms))
+        return query
 
     @classmethod
     def for_text(cls, text: str) -> Query:
@@ -404,6 +414,12 @@ class Service:
             if name not in RUNTIME_PACKAGES
             or importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None
         ]
+
+    @staticmethod
+    def explain_methods() -> list[str]:
+        """The relevance-map methods this install can run: gradients need torch."""
+        torch = importlib.util.find_spec("torch") is not None
+        return [method for method in METHODS if method != "gradcam" or torch]
 
     @staticmethod
     def indexers() -> dict[str, tuple[str, dict[str, Any]]]:

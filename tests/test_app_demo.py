@@ -90,3 +90,38 @@ def test_example_queries_are_one_click_away(app: AppTest, small_demo: tuple[Path
     app.run()
     assert app.text_input(key="text_query").value == "красный круг"
     assert_top_images_are([t.value for t in app.main.text], small_demo[1], ("red", "circle"))
+
+
+def top_kinds(at: AppTest, folder: Path, count: int = 10) -> list[tuple[str, str]]:
+    known = labels(folder)
+    return [known[t.value] for t in at.main.text if t.value in known][:count]
+
+
+def test_refine_pushes_away_and_pulls_toward(app: AppTest, small_demo: tuple[Path, Path]) -> None:
+    folder = small_demo[1]
+    search(app, "red")
+    app.text_input(key="not_text").input("circle, square")
+    app.run()
+    found = top_kinds(app, folder)
+    assert len(found) == 10 and all(c == "red" and s not in ("circle", "square") for c, s in found)
+    app.text_input(key="not_text").input("")
+    search(app, "a yellow star")
+    next(b for b in app.main.button if b.key and b.key.startswith("like-")).click()
+    app.run()
+    app.text_input(key="but_text").input("green")
+    app.slider(key="but_weight").set_value(1.5)
+    app.run()
+    assert not app.exception, app.exception
+    found = top_kinds(app, folder, 5)
+    assert sum(colour == "green" for colour, _ in found) >= 3, found
+    assert sum(shape == "star" for _, shape in found) >= 3, found
+
+
+def test_why_it_matched_draws_a_map(app: AppTest) -> None:
+    search(app, "a blue star")
+    next(b for b in app.main.button if b.key and b.key.startswith("why-")).click()
+    app.run()
+    assert not app.exception and not app.error, (app.exception, app.error)
+    assert any(c.value.startswith("Brightest where the match is strongest") for c in app.caption)
+    assert next(t for t in app.toggle if t.key.startswith("why-")).value is True
+    assert [r.value for r in app.radio if r.key.startswith("why-method-")] == ["masks"]

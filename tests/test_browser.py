@@ -267,6 +267,19 @@ def walk_through(page, library: Path) -> None:
     page.get_by_role("button", name="Back to my query").click()
     expect_cards(page, *first)
 
+    # why it matched: a relevance map in the preview, and back to the plain preview
+    page.get_by_role("button", name="Why?").first.click()
+    dialog = page.get_by_role("dialog")
+    explained = dialog.get_by_text(starts("Brightest where the match is strongest"))
+    expect(explained).to_be_visible()
+    expect(dialog.locator('[data-testid="stImage"] img')).to_have_count(1)
+    shot(page, "02-relevance-map")
+    dialog.get_by_text("Why it matched").click()
+    expect(explained).to_be_hidden()
+    expect(dialog.locator('[data-testid="stImage"] img')).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
     # a video moment plays in place, from the moment picked on its strip
     query(page, "orange")
     expect(cards(page).first).to_have_text("clips/orange.mp4")
@@ -277,7 +290,7 @@ def walk_through(page, library: Path) -> None:
     page.wait_for_function(
         "() => { const v = document.querySelector('video'); return v && v.currentTime >= 5.5; }"
     )
-    shot(page, "02-video-moment")
+    shot(page, "03-video-moment")
 
     # only videos, only images, then everything again
     page.get_by_text("Videos", exact=True).click()
@@ -301,7 +314,7 @@ def walk_through(page, library: Path) -> None:
         starts("Nothing above 1.00 — lower the threshold?")
     )
     expect_cards(page)
-    shot(page, "03-threshold-too-high")
+    shot(page, "04-threshold-too-high")
     slide(page, "Minimum similarity (cosine)", "Home", "0")
     expect(cards(page)).to_have_count(10)
     shot(page, "whole-collection")
@@ -312,7 +325,7 @@ def walk_through(page, library: Path) -> None:
     uploader.set_input_files(str(library / "album" / "green_1.png"))
     expect(cards(page).first).to_have_text("green_1.png")
     expect(page.get_by_text("score 1.000").first).to_be_visible()
-    shot(page, "04-image-query")
+    shot(page, "05-image-query")
     webp = io.BytesIO()
     Image.open(library / "album" / "red_0.png").save(webp, format="WEBP", lossless=True)
     uploader.set_input_files(
@@ -332,7 +345,7 @@ def walk_through(page, library: Path) -> None:
     oversized.write_bytes(b"\xff\xd8\xff" + bytes(21 * 1024 * 1024))
     uploader.set_input_files(str(oversized))
     expect(page.get_by_text(re.compile(r"File must be 20(\.0)?\s?MB or smaller"))).to_be_visible()
-    shot(page, "05-oversized-upload")
+    shot(page, "06-oversized-upload")
     page.get_by_text("Text", exact=True).click()
     query(page, "yellow")
     yellow = starts("yellow_")
@@ -383,7 +396,7 @@ def walk_through(page, library: Path) -> None:
     skipped = page.get_by_test_id("stDataFrame")
     row = skipped.locator("tr", has_text="broken.png")  # the grid's accessible table
     expect(row).to_contain_text("not an image: cannot identify image file")
-    shot(page, "06-index-summary")
+    shot(page, "07-index-summary")
     page.get_by_role("button", name="Dismiss").click()
     expect(alert(page, "Success")).to_have_count(0)
 
@@ -391,7 +404,7 @@ def walk_through(page, library: Path) -> None:
     page.get_by_role("textbox", name="Folder to add (on this computer)").fill(str(library / "big"))
     page.get_by_role("button", name="Index folder").click()
     expect(page.get_by_text(re.compile(rf"Embedding \d+/{BIG} .*· ETA"))).to_be_visible()
-    shot(page, "07-indexing")
+    shot(page, "08-indexing")
     page.get_by_role("tab", name="Search").click()
     query(page, "белый")
     expect_cards(page, *(re.compile(r"^white_\d\.png$") for _ in range(3)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from imgfinder.errors import ImgFinderError
-from imgfinder.service import Hit, Outcome, Query, Result, Service
+from imgfinder.service import Hit, Outcome, Query, Result, Selection, Service
 from imgfinder.textfmt import display_path, format_ms, plural
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.timefmt import format_timestamp
@@ -25,6 +25,34 @@ RUNTIME_LABELS = {
 }
 #: moments of one video offered as thumbnails with a play button, best first
 MOMENTS_SHOWN = 4
+METHOD_LABELS = {"masks": "Hiding parts", "gradcam": "Gradients (PyTorch)"}
+WHY_HELP = (
+    "A heat map of the regions that make this image match: the model is shown the image "
+    "hundreds of times with parts hidden, and the parts whose absence lowers the score light up."
+)
+
+
+def relevance_map(service: Service, selection: Selection, query: Query, item_id: int) -> None:
+    methods = service.explain_methods()
+    method = st.radio(
+        "Map by",
+        methods,
+        format_func=METHOD_LABELS.get,
+        horizontal=True,
+        key=f"why-method-{item_id}",
+        disabled=len(methods) == 1,
+    )
+    with st.spinner("Drawing the map…"):
+        try:
+            found = service.explain(selection, query, item_id, method)
+        except ImgFinderError as exc:
+            st.error(md(str(exc)))
+            return
+    st.image(found.overlay(), width="stretch", caption="Relevance map")
+    st.caption(
+        f"Brightest where the match is strongest · {METHOD_LABELS[found.method].lower()} · "
+        f"{format_ms(found.seconds)}"
+    )
 
 
 def forget_like() -> None:
@@ -35,8 +63,11 @@ def more_like(item_id: int, name: str) -> None:
     st.session_state.like = {"item_id": item_id, "name": name}
 
 
-def results_grid(service: Service, collection: str, outcome: Outcome, best_first: bool) -> None:
+def results_grid(
+    service: Service, selection: Selection, query: Query, outcome: Outcome, best_first: bool
+) -> None:
     started = time.perf_counter()
+    collection = selection.collection
     timings = st.empty()
     if outcome.parity:
         label = RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)
@@ -47,8 +78,11 @@ def results_grid(service: Service, collection: str, outcome: Outcome, best_first
         row = results[start : start + COLUMNS]
         for column, result in zip(st.columns(COLUMNS), row, strict=False):
             with column, st.container(border=True):
-                card = video_card if result.hit.kind == "video" else image_card
-                card(service, collection, result, thumbs.get(result.hit.item_id))
+                thumb = thumbs.get(result.hit.item_id)
+                if result.hit.kind == "video":
+                    video_card(service, collection, result, thumb)
+                else:
+                    image_card(service, selection, query, result, thumb)
     encode = "cached" if outcome.cached_query else format_ms(outcome.encode_s)
     timings.caption(
         f"{plural(len(results), 'result')} · encode {encode} · "
@@ -57,7 +91,9 @@ def results_grid(service: Service, collection: str, outcome: Outcome, best_first
     )
 
 
-def image_card(service: Service, collection: str, result: Result, thumb: Path | None) -> None:
+def image_card(
+    service: Service, selection: Selection, query: Query, result: Result, thumb: Path | None
+) -> None:
     hit = result.hit
     if thumb is not None:
         st.image(str(thumb), width="stretch")
@@ -65,10 +101,11 @@ def image_card(service: Service, collection: str, result: Result, thumb: Path | 
         st.text("(no preview)")
     st.text(result.name)
     st.caption(score_line(hit))
-    if st.button(
-        "Enlarge", key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:", width="stretch"
-    ):
-        enlarge(service, collection, result)
+    left, right = st.columns(2)
+    if left.button("Enlarge", key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:"):
+        enlarge(service, selection, query, result)
+    if right.button("Why?", key=f"why-{hit.item_id}", icon=":material/insights:", help=WHY_HELP):
+        enlarge(service, selection, query, result, why=True)
     more_like_button(hit.item_id, hit.item_id, result.name)
 
 
@@ -142,9 +179,13 @@ def forget_players_on_new_query(query: Query) -> None:
 
 
 @st.dialog("Preview", width="large")
-def enlarge(service: Service, collection: str, result: Result) -> None:
-    hit = result.hit
-    if (preview := service.preview(collection, hit.path)) is not None:
+def enlarge(
+    service: Service, selection: Selection, query: Query, result: Result, why: bool = False
+) -> None:
+    hit, collection = result.hit, selection.collection
+    if st.toggle("Why it matched", why, key=f"why-{hit.item_id}-{why}", help=WHY_HELP):
+        relevance_map(service, selection, query, hit.item_id)
+    elif (preview := service.preview(collection, hit.path)) is not None:
         st.image(str(preview), width="stretch")  # a small picture too fills the dialog
     st.text(display_path(hit.path))
     st.caption(score_line(hit))
