@@ -14,6 +14,7 @@ SCRIPTS = [
     "bench_models.py",
     "bench_video.py",
     "bench_api.py",
+    "bench_explain.py",
 ]
 
 

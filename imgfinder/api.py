@@ -89,13 +89,15 @@ ModelKey = Annotated[
 IndexerName = Annotated[Literal[tuple(INDEXERS)], Query(description="Vector index.")]  # type: ignore[valid-type]
 #: how many "not" texts one query may carry: each is encoded, so the count is bounded
 MAX_NOT_TERMS = 16
-QueryText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+#: a "not" text: a blank one is ignored, as the library ignores it
+NotText = Annotated[str, StringConstraints(max_length=1000)]
 Exclude = Annotated[
-    list[QueryText],
+    list[NotText],
     Query(
         alias="not",
         max_length=MAX_NOT_TERMS,
-        description="Push the results away from this text; repeat for more.",
+        description="Push the results away from this text; repeat for more (blank ones are "
+        "ignored).",
         examples=[["circle"]],
     ),
 ]
@@ -105,7 +107,7 @@ NotWeight = Annotated[
         ge=0.0,
         le=MAX_WEIGHT,
         allow_inf_nan=False,
-        description=f"How hard each `not` text pushes (0-{MAX_WEIGHT:g}).",
+        description=f"How hard the `not` texts push, shared between them (0-{MAX_WEIGHT:g}).",
         examples=[NOT_WEIGHT],
     ),
 ]
@@ -175,14 +177,20 @@ class SearchOut(BaseModel):
 
 class TextSearch(BaseModel):
     q: str = Field(min_length=1, max_length=1000, examples=["собака на пляже"])
-    exclude: list[QueryText] = Field(
+    exclude: list[NotText] = Field(
         default_factory=list,
         alias="not",
         max_length=MAX_NOT_TERMS,
-        description="Texts to push the results away from.",
+        description="Texts to push the results away from (blank ones are ignored).",
         examples=[["circle"]],
     )
-    not_weight: float = Field(NOT_WEIGHT, ge=0.0, le=MAX_WEIGHT, allow_inf_nan=False)
+    not_weight: float = Field(
+        NOT_WEIGHT,
+        ge=0.0,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description="How hard the `not` texts push, shared between them.",
+    )
     k: int = Field(24, ge=1, le=1000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
     scale: ScaleName = "confidence"
@@ -543,13 +551,11 @@ def _combined(
     exclude: Sequence[str],
     not_weight: float,
 ) -> SearchQuery:
-    """`base` pulled toward `text` and pushed away from each `exclude` text, the way the
+    """`base` pulled toward `text` and pushed away from the `exclude` texts, the way the
     CLI's TEXT beside --image and its --not build a query; the library checks the weights."""
     if text is not None:
         base = base.plus(SearchQuery.for_text(text), text_weight)
-    for term in exclude:
-        base = base.minus(SearchQuery.for_text(term), not_weight)
-    return base
+    return base.without(exclude, not_weight)
 
 
 async def _events(service: Service, path: Any) -> AsyncIterator[str]:

@@ -253,7 +253,8 @@ def form_name(form: str | Form) -> str:
 
 def mixed_null(form: Form, vectors: dict[str, np.ndarray]) -> np.ndarray:
     """Unrelated queries of a combined form: each term's unrelated queries mixed with the
-    form's weights, every term drawing a different one, as unit rows."""
+    form's weights, every term drawing a different one, as unit rows (mixes that cancel out
+    are left out; if all do, the first term's own stand in)."""
     count = max(len(vectors[modality]) for modality, _ in form)
     rows = np.arange(count)
     total = np.zeros((count, vectors[form[0][0]].shape[1]), dtype=np.float64)
@@ -261,7 +262,10 @@ def mixed_null(form: Form, vectors: dict[str, np.ndarray]) -> np.ndarray:
         pool = vectors[modality]
         total += weight * pool[(rows + 7 * position) % len(pool)]
     norms = np.linalg.norm(total, axis=1, keepdims=True)
-    return (total / np.maximum(norms, 1e-12)).astype(np.float32)
+    keep = norms[:, 0] > 1e-6  # terms that cancel out make no query, unrelated or not
+    if not keep.any():  # a model that embeds every unrelated query alike
+        return np.asarray(vectors[form[0][0]], dtype=np.float32)
+    return (total[keep] / norms[keep]).astype(np.float32)
 
 
 def _config_error(message: str) -> Exception:

@@ -18,7 +18,14 @@ from PIL import Image
 from imgfinder.atomic import atomic_write, atomic_write_text
 from imgfinder.config import resolve_collection
 from imgfinder.embedders.base import Embedder
-from imgfinder.errors import CatalogError, ConfigError, ImgFinderError, MediaError, ModelError
+from imgfinder.errors import (
+    CatalogError,
+    ConfigError,
+    ImgFinderError,
+    MediaError,
+    ModelError,
+    NotFoundError,
+)
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.registry import INDEXERS, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
@@ -341,7 +348,7 @@ class SearchModel:
             self.vector_index()
             row = self._rows.get(int(item_id))
         if row is None:
-            raise ConfigError(f"no item {item_id} in collection '{self.collection.name}'")
+            raise NotFoundError(f"no item {item_id} in collection '{self.collection.name}'")
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
         return store.read(np.asarray([row]))[0]
 

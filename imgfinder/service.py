@@ -687,8 +687,8 @@ class Service:
     ) -> RelevanceMap:
         """Where in a stored item (an image, or a video's frame) its match with `query` lies."""
         model = self.model(selection)
-        vector, _ = self._query_vector(model, query)
         hit = self.item(selection.collection, item_id)
+        vector, _ = self._query_vector(model, query)
         if hit.kind == "video":
             frame = self.thumbnail(selection.collection, hit)
             if frame is None:

@@ -15,7 +15,7 @@ from conftest import cli_main
 from imgfinder.config import Settings
 from imgfinder.demo import world
 from imgfinder.errors import ConfigError
-from imgfinder.relevance import DEFAULT_CONFIDENCE
+from imgfinder.relevance import DEFAULT_CONFIDENCE, form_name, mixed_null
 from imgfinder.service import Query, Selection, Service
 
 
@@ -146,3 +146,16 @@ def test_the_cli_says_the_same(facade, tmp_path, monkeypatch, capsys) -> None:
         monkeypatch, capsys, "search", "red", "--not", "circle", "--not-weight", "nan", "-c", where
     )
     assert code == 1 and "weight is between -10 and 10" in err
+
+
+def test_unrelated_queries_that_cancel_out_are_left_out() -> None:
+    same = np.tile(np.asarray([[1.0, 0.0, 0.0]], dtype=np.float32), (4, 1))
+    other = np.eye(3, dtype=np.float32)[[1, 2, 1, 2]]
+    pools = {"text": same, "image": other}
+    # text - 1·text cancels in every row: the text pool itself stands in
+    assert np.array_equal(mixed_null((("text", 1.0), ("text", -1.0)), pools), same)
+    mixed = mixed_null((("image", 1.0), ("text", 1.0)), pools)
+    assert mixed.shape == (4, 3) and np.allclose(np.linalg.norm(mixed, axis=1), 1.0)
+    assert form_name((("image", 1.0), ("text", -0.5))) == "image-0.5*text"
+    with pytest.raises(ConfigError, match="modality must be one of"):
+        form_name("video")
