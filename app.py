@@ -23,8 +23,10 @@ from imgfinder.ui.results import (
     forget_players_on_new_query,
     results_grid,
 )
+from imgfinder.ui.urlstate import first, remember, restore
 
 SORTS = ("Best first", "Worst first")
+MODES = ("Text", "Image")
 SCALES = {"confidence": "Confidence", "cosine": "Cosine"}
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
 EMPTY = {
@@ -76,7 +78,7 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
         )
         indexer, params = indexer_controls(service)
         st.divider()
-        k = st.slider("Results (top-k)", 1, 200, 24, key="k")
+        k = st.slider("Results (top-k)", 1, 200, first("k", 24), key="k")
         scale = st.radio(
             "Cut off by", tuple(SCALES), format_func=SCALES.get, horizontal=True, key="scale"
         )
@@ -86,7 +88,7 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
                 "Minimum confidence",
                 0.0,
                 1.0,
-                service.default_threshold(info, scale),
+                first("confidence", service.default_threshold(info, scale)),
                 0.01,
                 key="confidence",
                 help="The share of unrelated queries (everyday scenes, nonsense, patterns) whose "
@@ -97,7 +99,7 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
                 "Minimum similarity (cosine)",
                 0.0,
                 1.0,
-                service.default_threshold(info),
+                first(f"threshold::{model}", service.default_threshold(info)),
                 0.01,
                 key=f"threshold::{model}",
                 help="Results scoring below this are hidden. Each model starts at its own default.",
@@ -126,7 +128,7 @@ def model_control(service: Service, collection: str) -> str | None:
     model = st.selectbox(
         "Model",
         keys,
-        index=keys.index(default) if default in keys else 0,
+        index=keys.index(default) if first(f"model::{collection}", default) in keys else 0,
         format_func=lambda key: key if service.usable(models[key]) else f"{key} — not downloaded",
         key=f"model::{collection}",
     )
@@ -171,7 +173,7 @@ def search_tab(
     service: Service, selection: Selection, k: int, threshold: float, order: str
 ) -> None:
     left, right = st.columns(2)
-    mode = left.radio("Search by", ("Text", "Image"), horizontal=True, key="mode")
+    mode = left.radio("Search by", MODES, horizontal=True, key="mode")
     show = right.radio("Show", tuple(SHOWS), horizontal=True, key="show")
     if mode == "Text":
         typed = st.text_input(
@@ -285,10 +287,12 @@ def why_empty(outcome: Outcome, threshold: float, kind: str | None) -> str:
 
 def main() -> None:
     service = get_service(Settings.from_env())
+    restore(service, {"mode": MODES, "show": tuple(SHOWS)})
     selection, k, threshold, order = sidebar(service)
     if selection is None:
         st.info("Create a collection in the sidebar to start.")
         return
+    remember(selection.collection, selection.model, threshold)
     counts = service.counts(selection.collection)
     name = Path(selection.collection).name
     images, videos = plural(counts["images"], "image"), plural(counts["videos"], "video")

@@ -683,9 +683,15 @@ class Service:
     # -- relevance maps ---------------------------------------------------------------------
 
     def explain(
-        self, selection: Selection, query: Query, item_id: int, method: str = "masks"
+        self,
+        selection: Selection,
+        query: Query,
+        item_id: int,
+        method: str = "masks",
+        budget: float | None = None,
     ) -> RelevanceMap:
-        """Where in a stored item (an image, or a video's frame) its match with `query` lies."""
+        """Where in a stored item (an image, or a video's frame) its match with `query` lies;
+        `budget` (seconds) caps the masking method's time with a slow model."""
         model = self.model(selection)
         hit = self.item(selection.collection, item_id)
         vector, _ = self._query_vector(model, query)
@@ -697,9 +703,8 @@ class Service:
         else:
             with self._open_indexed(model.collection, hit.path) as source:
                 image = open_image(source, target_size=MAP_SIDE)
-        return relevance_map(
-            self._explainer(model.embedder, selection.model, method), image, vector, method=method
-        )
+        explainer = self._explainer(model.embedder, selection.model, method)
+        return relevance_map(explainer, image, vector, method=method, budget=budget)
 
     def explain_file(
         self, key: str, runtime: str, query: Query, image: str | os.PathLike[str], method: str

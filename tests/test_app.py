@@ -569,6 +569,7 @@ def test_the_page_is_ui_only(source: Path) -> None:
     allowed = {"__future__", "time", "pathlib", "typing", "streamlit", "imgfinder.errors"}
     allowed |= {"imgfinder.timefmt", "imgfinder.service", "imgfinder.textfmt", "imgfinder.jobs"}
     allowed |= {"imgfinder.media.uploads", "imgfinder.ui.jobs", "imgfinder.ui.results"}
+    allowed |= {"imgfinder.ui.urlstate", "math"}
     assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
@@ -578,3 +579,52 @@ def test_the_page_is_ui_only(source: Path) -> None:
 
 def test_app_py_is_at_most_400_lines() -> None:
     assert len(Path(APP).read_text(encoding="utf-8").splitlines()) <= 400
+
+
+def url(at: AppTest) -> dict[str, str]:
+    """The page's query parameters, as a browser's address bar would hold them."""
+    return {k: v if isinstance(v, str) else v[0] for k, v in at.query_params.items()}
+
+
+def fresh_page(query: dict[str, str]) -> AppTest:
+    """The page opened at a URL with these query parameters (the app fixture's environment)."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return rerun(at)
+
+
+def test_a_search_lives_in_the_url(app: AppTest) -> None:
+    search(app, "red")
+    app.sidebar.slider(key="k").set_value(5)
+    rerun(app)
+    shared = url(app)
+    assert shared["q"] == "red" and shared["k"] == "5" and shared["c"] == "photos"
+    assert shared["scale"] == "confidence" and shared["min"] == "0.95"
+    reloaded = fresh_page(shared)
+    assert reloaded.text_input(key="text_query").value == "red"
+    assert reloaded.sidebar.slider(key="k").value == 5
+    assert names(reloaded) == names(app)
+    other = fresh_page({"c": "other", "q": "green", "scale": "cosine", "min": "0.1", "k": "1"})
+    assert other.sidebar.selectbox(key="collection").value.endswith("other")
+    assert other.sidebar.slider(key="threshold::demo").value == pytest.approx(0.1)
+    assert names(other) == ["only_green.jpg"] and not other.warning
+
+
+def test_a_bad_url_is_ignored(app: AppTest) -> None:
+    page = fresh_page({"c": "../etc", "k": "nan", "min": "inf", "mode": "Sound", "like": "-1"})
+    assert not page.error and not page.warning
+    assert page.sidebar.slider(key="k").value == 24
+    assert page.radio(key="mode").value == "Text"
+    assert page.sidebar.slider(key="confidence").value == pytest.approx(0.95)
+
+
+def test_more_like_this_travels_in_the_url(app: AppTest) -> None:
+    closest_anyway(app)
+    search(app, "blue")
+    next(b for b in app.main.button if b.key and b.key.startswith("like-")).click()
+    rerun(app)
+    shared = url(app)
+    assert "like" in shared
+    reloaded = fresh_page(shared)
+    assert reloaded.info[0].value.startswith("More like") and names(reloaded) == names(app)

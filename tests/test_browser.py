@@ -230,6 +230,12 @@ def walk_through(page, library: Path) -> None:
     assert len(sources) == 2 and all("/media/" in s and s.endswith(".jpg") for s in sources)
     shot(page, "01-text-query")
 
+    # the search lives in the URL: a reload (or a shared link) shows the same results
+    expect(page).to_have_url(re.compile(r"[?&]q=%D0%BA%D1%80%D0%B0%D1%81"))
+    page.reload()
+    expect(page.get_by_label(QUERY_BOX)).to_have_value("красный")
+    expect_cards(page, red, red)
+
     # the rest of the walk cuts on cosine, where the colour embedder's scores are plain
     page.get_by_text("Cosine", exact=True).click()
     query(page, "красный")

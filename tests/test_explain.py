@@ -143,3 +143,13 @@ def test_the_cli_writes_the_map(
         "x",
     )
     assert code == 1 and "one of masks, gradcam" in err, err
+
+
+def test_a_budget_stops_the_masks_early(demo_embedder) -> None:
+    scene = world.sample_composite(np.random.default_rng(4), count=2)
+    image = world.render_composite(scene, 96)
+    target = demo_embedder.embed_texts(["a red circle"])[0]
+    whole = relevance_map(demo_embedder, image, target)
+    assert whole.views == 500
+    hurried = relevance_map(demo_embedder, image, target, budget=0.0)
+    assert hurried.views == 50 and hurried.heat.max() == pytest.approx(1.0, abs=0.02)

@@ -45,7 +45,7 @@ EMBED_GATE.set()
 
 
 #: the largest batch `HeldEmbedder` slows down: an index run's (32 images); a relevance map's
-#: 100 masks at a time run at full speed
+#: 50 masks at a time run at full speed
 SLOWED_BATCH = 32
 
 

@@ -25,6 +25,8 @@ RUNTIME_LABELS = {
 }
 #: moments of one video offered as thumbnails with a play button, best first
 MOMENTS_SHOWN = 4
+#: seconds a map may take on the page; a slow model gets a coarser map from fewer views
+MAP_BUDGET = 5.0
 METHOD_LABELS = {"masks": "Hiding parts", "gradcam": "Gradients (PyTorch)"}
 WHY_HELP = (
     "A heat map of the regions that make this image match: the model is shown the image "
@@ -44,14 +46,15 @@ def relevance_map(service: Service, selection: Selection, query: Query, item_id:
     )
     with st.spinner("Drawing the map…"):
         try:
-            found = service.explain(selection, query, item_id, method)
+            found = service.explain(selection, query, item_id, method, budget=MAP_BUDGET)
         except ImgFinderError as exc:
             st.error(md(str(exc)))
             return
     st.image(found.overlay(), width="stretch", caption="Relevance map")
+    views = f" ({found.views} views)" if found.views else ""
     st.caption(
-        f"Brightest where the match is strongest · {METHOD_LABELS[found.method].lower()} · "
-        f"{format_ms(found.seconds)}"
+        f"Brightest where the match is strongest · {METHOD_LABELS[found.method].lower()}"
+        f"{views} · {format_ms(found.seconds)}"
     )
 
 
