@@ -16,6 +16,7 @@ from imgfinder.media.uploads import MAX_UPLOAD_MB
 from imgfinder.service import NOT_WEIGHT, WITH_WEIGHT, Outcome, Query, Selection, Service, Settings
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import plural
+from imgfinder.ui import ICON
 from imgfinder.ui.jobs import index_tab, model_download
 from imgfinder.ui.results import (
     RUNTIME_LABELS,
@@ -37,7 +38,7 @@ EMPTY = {
     "queries.",
 }
 
-st.set_page_config(page_title="imgfinder", page_icon=":material/image_search:", layout="wide")
+st.set_page_config(page_title="imgfinder", page_icon=str(ICON), layout="wide")
 
 
 @st.cache_resource(show_spinner="Starting imgfinder…")

@@ -12,7 +12,9 @@ __all__ = [
     "Collection",
     "Hit",
     "ImgFinderError",
+    "Query",
     "SearchModel",
+    "Selection",
     "Service",
     "Settings",
     "open_collection",
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from imgfinder.config import Settings
     from imgfinder.errors import ImgFinderError
     from imgfinder.search import Hit, SearchModel
-    from imgfinder.service import Service
+    from imgfinder.service import Query, Selection, Service
     from imgfinder.store.collection import Collection
 
 _LAZY = {
@@ -31,6 +33,8 @@ _LAZY = {
     "Collection": "imgfinder.store.collection",
     "ImgFinderError": "imgfinder.errors",
     "Service": "imgfinder.service",
+    "Query": "imgfinder.service",
+    "Selection": "imgfinder.service",
     "Settings": "imgfinder.config",
 }
 

@@ -43,6 +43,8 @@ CHROMIUM_ARGS = [
 QUERY_BOX = "Describe what you are looking for, in English or Russian"
 EXPECT_TIMEOUT = 20_000
 BIG = 100
+#: every URL the walk's page requested
+REQUESTED: list[str] = []
 
 #: marks of every real-browser test module
 BROWSER_MARKS = [
@@ -120,8 +122,11 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path) -> N
 
 
 @contextmanager
-def browser_page(url: str, profile: Path, **options: Any) -> Iterator[Any]:
-    """Debian's chromium on `url`, once the query box is there; screenshots go to ARTIFACTS."""
+def browser_page(
+    url: str, profile: Path, requested: list[str] | None = None, **options: Any
+) -> Iterator[Any]:
+    """Debian's chromium on `url`, once the query box is there; screenshots go to ARTIFACTS.
+    Every URL the page requests is appended to `requested`."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -136,6 +141,8 @@ def browser_page(url: str, profile: Path, **options: Any) -> Iterator[Any]:
         )
         context.set_default_timeout(EXPECT_TIMEOUT)
         expect.set_options(timeout=EXPECT_TIMEOUT)
+        if requested is not None:
+            context.on("request", lambda request: requested.append(request.url))
         tab = context.new_page()
         tab.goto(url)
         tab.get_by_label(QUERY_BOX).wait_for()
@@ -161,7 +168,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 @pytest.fixture(scope="module")
 def page(site: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    with browser_page(site[0], tmp_path_factory.mktemp("profile"), accept_downloads=True) as tab:
+    profile = tmp_path_factory.mktemp("profile")
+    with browser_page(site[0], profile, REQUESTED, accept_downloads=True) as tab:
         yield tab
 
 
@@ -215,6 +223,19 @@ def test_every_control_in_a_real_browser(page, site: tuple[str, Path]) -> None:
         walk_through(page, site[1])
     finally:
         shot(page, "last")
+    assert REQUESTED and not outside(REQUESTED), outside(REQUESTED)
+
+
+def outside(urls: list[str]) -> list[str]:
+    """The requests that left the machine: anything but 127.0.0.1 (data: and blob: stay)."""
+    from urllib.parse import urlsplit
+
+    return [
+        u
+        for u in urls
+        if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+        and urlsplit(u).hostname != "127.0.0.1"
+    ]
 
 
 def walk_through(page, library: Path) -> None:

@@ -96,6 +96,10 @@ def test_names_that_are_not_utf8_are_indexed_shown_and_served(tmp_path: Path) ->
     assert SearchModel(tmp_path / "indexes" / "c", ColorEmbedder()).index([root]).renamed == 1
 
 
+def vector_bytes(collection: Path) -> int:
+    return sum(f.stat().st_size for f in collection.glob("vectors/*.f16"))
+
+
 def test_ctrl_c_says_how_to_resume_and_clears_the_progress(tmp_path: Path) -> None:
     root = tmp_path / "album"
     for number in range(300):
@@ -112,7 +116,7 @@ def test_ctrl_c_says_how_to_resume_and_clears_the_progress(tmp_path: Path) -> No
     os.close(follower)
     output = b""
     deadline = time.monotonic() + 60
-    interrupted = False
+    interrupted, sizes = False, {0}
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 0.1)
         if ready:
@@ -120,7 +124,9 @@ def test_ctrl_c_says_how_to_resume_and_clears_the_progress(tmp_path: Path) -> No
                 output += os.read(leader, 65536)
             except OSError:
                 break
-        if not interrupted and b"embedding" in output and (collection / "vectors").exists():
+        sizes.add(vector_bytes(collection))
+        # two sizes past zero: a second batch was written, so the first one was committed
+        if not interrupted and b"embedding" in output and len(sizes) > 2:
             run.send_signal(signal.SIGINT)
             interrupted = True
         if run.poll() is not None and not ready:
