@@ -15,7 +15,6 @@ from imgfinder.errors import ImgFinderError
 from imgfinder.media.uploads import MAX_UPLOAD_MB
 from imgfinder.service import NOT_WEIGHT, WITH_WEIGHT, Outcome, Query, Selection, Service, Settings
 from imgfinder.textfmt import escape_markdown as md
-from imgfinder.textfmt import plural
 from imgfinder.ui import ICON
 from imgfinder.ui.jobs import index_tab, model_download
 from imgfinder.ui.results import (
@@ -25,14 +24,16 @@ from imgfinder.ui.results import (
     results_grid,
 )
 from imgfinder.ui.urlstate import first, remember, restore
+from imgfinder.ui.words import LANGUAGES, counted, t
 
 SORTS = ("Best first", "Worst first")
 MODES = ("Text", "Image")
 SCALES = {"confidence": "Confidence", "cosine": "Cosine"}
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
+#: the empty page's explanations (English keys of `t`)
 EMPTY = {
     "nothing_indexed": "This collection has nothing indexed yet — add a folder in the Index tab.",
-    "no_such_kind": "This collection has no {kind}s — show everything instead?",
+    "no_such_kind": "This collection has no {kinds} — show everything instead?",
     "below_threshold": "Nothing above {threshold:.2f} — lower the threshold?",
     "no_confident_match": "No confident matches: nothing here beats {threshold:.0%} of unrelated "
     "queries.",
@@ -54,61 +55,85 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
     """Collection, model, runtime, indexer and result controls."""
     with st.sidebar:
         st.title(":material/image_search: imgfinder")
+        st.radio(
+            t("Language"),
+            tuple(LANGUAGES),
+            format_func=LANGUAGES.get,
+            horizontal=True,
+            key="lang",
+            on_change=keep_choices,
+        )
         collections = [str(path) for path in service.collections()]
         if not collections:
-            st.info("No collection yet: create one below, then add a folder to it.")
+            st.info(t("No collection yet: create one below, then add a folder to it."))
         collection = st.selectbox(
-            "Collection",
+            t("Collection"),
             collections,
             format_func=lambda path: Path(path).name,
             key="collection",
             on_change=forget_like,  # item ids belong to one collection
         )
-        with st.expander("New collection"):
-            st.text_input("Name", key="new_collection", placeholder="holidays")
-            st.button("Create", on_click=create_collection, args=(service,))
+        with st.expander(t("New collection")):
+            st.text_input(t("Name"), key="new_collection", placeholder=t("holidays"))
+            st.button(t("Create"), on_click=create_collection, args=(service,))
         if error := st.session_state.pop("sidebar_error", None):
             st.error(md(error))
         model = model_control(service, collection) if collection is not None else None
         runtime = st.selectbox(
-            "Runtime",
+            t("Runtime"),
             service.runtimes(),
-            format_func=lambda name: RUNTIME_LABELS.get(name, name),
+            format_func=lambda name: t(RUNTIME_LABELS.get(name, name)),
             key="runtime",
-            help="Automatic picks ONNX when the model has it, else PyTorch.",
+            help=t("Automatic picks ONNX when the model has it, else PyTorch."),
         )
         indexer, params = indexer_controls(service)
         st.divider()
-        k = st.slider("Results (top-k)", 1, 200, first("k", 24), key="k")
+        k = st.slider(t("Results (top-k)"), 1, 200, first("k", 24), key="k")
         scale = st.radio(
-            "Cut off by", tuple(SCALES), format_func=SCALES.get, horizontal=True, key="scale"
+            t("Cut off by"),
+            tuple(SCALES),
+            format_func=lambda name: t(SCALES[name]),
+            horizontal=True,
+            key="scale",
         )
         info = service.model_info(model) if model else None
         if scale == "confidence":
             threshold = st.slider(
-                "Minimum confidence",
+                t("Minimum confidence"),
                 0.0,
                 1.0,
                 first("confidence", service.default_threshold(info, scale)),
                 0.01,
                 key="confidence",
-                help="The share of unrelated queries (everyday scenes, nonsense, patterns) whose "
-                "best match here a result must beat; 0 shows the closest anyway.",
+                help=t(
+                    "The share of unrelated queries (everyday scenes, nonsense, patterns) whose "
+                    "best match here a result must beat; 0 shows the closest anyway."
+                ),
             )
         else:
             threshold = st.slider(
-                "Minimum similarity (cosine)",
+                t("Minimum similarity (cosine)"),
                 0.0,
                 1.0,
                 first(f"threshold::{model}", service.default_threshold(info)),
                 0.01,
                 key=f"threshold::{model}",
-                help="Results scoring below this are hidden. Each model starts at its own default.",
+                help=t(
+                    "Results scoring below this are hidden. Each model starts at its own default."
+                ),
             )
-        order = st.radio("Sort by score", SORTS, horizontal=True, key="sort")
+        order = st.radio(t("Sort by score"), SORTS, format_func=t, horizontal=True, key="sort")
     if collection is None or model is None:
         return None, k, threshold, order
     return Selection(collection, model, runtime, indexer, params), k, threshold, order
+
+
+def keep_choices() -> None:
+    """Re-set the choices whose labels change with the language: Streamlit would otherwise
+    draw them with nothing selected in the new one."""
+    for key in ("mode", "show", "scale", "sort"):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def create_collection(service: Service) -> None:
@@ -127,10 +152,12 @@ def model_control(service: Service, collection: str) -> str | None:
         return None
     default, keys = service.default_model(collection), list(models)
     model = st.selectbox(
-        "Model",
+        t("Model"),
         keys,
         index=keys.index(default) if first(f"model::{collection}", default) in keys else 0,
-        format_func=lambda key: key if service.usable(models[key]) else f"{key} — not downloaded",
+        format_func=lambda key: (
+            key if service.usable(models[key]) else t("{key} — not downloaded", key=key)
+        ),
         key=f"model::{collection}",
     )
     info = models[model]
@@ -141,16 +168,16 @@ def model_control(service: Service, collection: str) -> str | None:
 def indexer_controls(service: Service) -> tuple[str, tuple[tuple[str, Any], ...]]:
     indexers = service.indexers()
     name = st.selectbox(
-        "Index",
+        t("Index"),
         list(indexers),
         format_func=lambda key: indexers[key][0].split(":")[0],
         key="indexer",
     )
     description, defaults = indexers[name]
-    with st.expander("Index parameters"):
+    with st.expander(t("Index parameters")):
         st.caption(md(description))
         if not defaults:
-            st.caption("This index has no parameters.")
+            st.caption(t("This index has no parameters."))
         params = {key: param_input(name, key, value) for key, value in defaults.items()}
     return name, tuple(sorted((k, v) for k, v in params.items() if v != defaults[k]))
 
@@ -174,11 +201,11 @@ def search_tab(
     service: Service, selection: Selection, k: int, threshold: float, order: str
 ) -> None:
     left, right = st.columns(2)
-    mode = left.radio("Search by", MODES, horizontal=True, key="mode")
-    show = right.radio("Show", tuple(SHOWS), horizontal=True, key="show")
+    mode = left.radio(t("Search by"), MODES, format_func=t, horizontal=True, key="mode")
+    show = right.radio(t("Show"), tuple(SHOWS), format_func=t, horizontal=True, key="show")
     if mode == "Text":
         typed = st.text_input(
-            "Describe what you are looking for, in English or Russian",
+            t("Describe what you are looking for, in English or Russian"),
             key="text_query",
             placeholder="a red circle · красный круг",
             on_change=forget_like,
@@ -186,15 +213,15 @@ def search_tab(
         query = Query.for_text(typed) if typed.strip() else None
     else:
         upload = st.file_uploader(
-            f"Find images like this one (JPEG, PNG or WebP, up to {MAX_UPLOAD_MB} MB)",
+            t("Find images like this one (JPEG, PNG or WebP, up to {mb} MB)", mb=MAX_UPLOAD_MB),
             key="upload",
             max_upload_size=MAX_UPLOAD_MB,
             on_change=forget_like,
         )
         query = Query.for_image(upload.getvalue()) if upload is not None else None
     if (like := st.session_state.get("like")) is not None:
-        st.info(md(f"More like {like['name']}"), icon=":material/auto_awesome:")
-        st.button("Back to my query", on_click=forget_like)
+        st.info(md(t("More like {name}", name=like["name"])), icon=":material/auto_awesome:")
+        st.button(t("Back to my query"), on_click=forget_like)
         query = Query.like(like["item_id"])
     query = refine(query, mode)
     if query is None:
@@ -208,28 +235,30 @@ def search_tab(
     elif not outcome.results:
         st.info(md(why_empty(outcome, threshold, SHOWS[show])), icon=":material/filter_alt_off:")
         if outcome.empty == "no_confident_match":
-            st.button("Show the closest anyway", on_click=show_closest, icon=":material/search:")
+            st.button(t("Show the closest anyway"), on_click=show_closest, icon=":material/search:")
     else:
         results_grid(service, selection, query, outcome, order == SORTS[0])
 
 
 def refine(query: Query | None, mode: str) -> Query | None:
     """The query with the "but" and "not" terms of the Refine panel mixed in."""
-    with st.expander("Refine: but …, not …"):
+    with st.expander(t("Refine: but …, not …")):
         left, right = st.columns(2)
         but = left.text_input(
-            "But (a text this image or result should also match)"
+            t("But (a text this image or result should also match)")
             if mode == "Image" or st.session_state.get("like")
-            else "And also",
+            else t("And also"),
             key="but_text",
-            placeholder="at night · ночью",
+            placeholder=t("at night · ночью"),
         )
-        but_weight = left.slider("How much it counts", 0.0, 3.0, WITH_WEIGHT, 0.1, key="but_weight")
+        but_weight = left.slider(
+            t("How much it counts"), 0.0, 3.0, WITH_WEIGHT, 0.1, key="but_weight"
+        )
         nots = right.text_input(
-            "Not (comma-separated)", key="not_text", placeholder="circle, blue · круг"
+            t("Not (comma-separated)"), key="not_text", placeholder=t("circle, blue · круг")
         )
         not_weight = right.slider(
-            "How hard to push away", 0.0, 3.0, NOT_WEIGHT, 0.1, key="not_weight"
+            t("How hard to push away"), 0.0, 3.0, NOT_WEIGHT, 0.1, key="not_weight"
         )
     if query is None:
         return None
@@ -241,17 +270,17 @@ def refine(query: Query | None, mode: str) -> Query | None:
 def welcome(service: Service, selection: Selection, mode: str) -> None:
     if service.counts(selection.collection)["items"] == 0:
         st.info(
-            "This collection is empty — add a folder in the Index tab.",
+            t("This collection is empty — add a folder in the Index tab."),
             icon=":material/folder_open:",
         )
         return
     hint = (
-        "Type a description above, or pick an example"
+        t("Type a description above, or pick an example")
         if mode == "Text"
-        else "Upload an example image above"
+        else t("Upload an example image above")
     )
     st.info(
-        f"{hint}; on any result, “More like this” finds its neighbours.",
+        t("{hint}; on any result, “More like this” finds its neighbours.", hint=hint),
         icon=":material/lightbulb:",
     )
     if mode == "Text":
@@ -281,9 +310,11 @@ def why_empty(outcome: Outcome, threshold: float, kind: str | None) -> str:
     message = EMPTY.get(outcome.empty, "Nothing similar was found.")
     best = outcome.best_score
     hint = (
-        f" The best match scores {best:.2f}." if outcome.empty == "below_threshold" and best else ""
+        t(" The best match scores {best:.2f}.", best=best)
+        if outcome.empty == "below_threshold" and best
+        else ""
     )
-    return message.format(kind=kind, threshold=threshold) + hint
+    return t(message, kinds=t(f"{kind}s") if kind else "", threshold=threshold) + hint
 
 
 def main() -> None:
@@ -291,17 +322,18 @@ def main() -> None:
     restore(service, {"mode": MODES, "show": tuple(SHOWS)})
     selection, k, threshold, order = sidebar(service)
     if selection is None:
-        st.info("Create a collection in the sidebar to start.")
+        st.info(t("Create a collection in the sidebar to start."))
         return
     remember(selection.collection, selection.model, threshold)
     counts = service.counts(selection.collection)
     name = Path(selection.collection).name
-    images, videos = plural(counts["images"], "image"), plural(counts["videos"], "video")
+    images = counted(counts["images"], "image", "images")
+    videos = counted(counts["videos"], "video", "videos")
     st.caption(md(f"{name} · {images} · {videos}"))
     if missing := service.missing_message(selection.model):
         model_download(service, selection.model, missing)
         return
-    search, index = st.tabs(["Search", "Index"])
+    search, index = st.tabs([t("Search"), t("Index|tab")])
     with search:
         search_tab(service, selection, k, threshold, order)
     with index:

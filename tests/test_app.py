@@ -569,7 +569,7 @@ def test_the_page_is_ui_only(source: Path) -> None:
     allowed = {"__future__", "time", "pathlib", "typing", "streamlit", "imgfinder.errors"}
     allowed |= {"imgfinder.timefmt", "imgfinder.service", "imgfinder.textfmt", "imgfinder.jobs"}
     allowed |= {"imgfinder.media.uploads", "imgfinder.ui.jobs", "imgfinder.ui.results"}
-    allowed |= {"imgfinder.ui", "imgfinder.ui.urlstate", "math"}
+    allowed |= {"imgfinder.ui", "imgfinder.ui.urlstate", "imgfinder.ui.words", "math"}
     assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
@@ -628,3 +628,52 @@ def test_more_like_this_travels_in_the_url(app: AppTest) -> None:
     assert "like" in shared
     reloaded = fresh_page(shared)
     assert reloaded.info[0].value.startswith("More like") and names(reloaded) == names(app)
+
+
+UI_SOURCES = [Path(APP), *sorted((Path(APP).parent / "imgfinder" / "ui").glob("*.py"))]
+#: the page's tables of labels, shown through `t`
+LABEL_TABLES = {"EMPTY", "SORTS", "MODES", "SCALES", "SHOWS", "PHASES", "METHOD_LABELS"}
+
+
+def page_words() -> set[str]:
+    """Every English text the page passes through `t`: literal arguments and label tables."""
+    import ast
+
+    words: set[str] = set()
+    for source in UI_SOURCES:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            called = isinstance(node, ast.Call) and getattr(node.func, "id", "") == "t"
+            if called and node.args and isinstance(node.args[0], ast.Constant):
+                words.add(node.args[0].value)
+            if isinstance(node, ast.Assign) and any(
+                getattr(target, "id", "") in LABEL_TABLES | {"WHY_HELP"} for target in node.targets
+            ):
+                value = ast.literal_eval(node.value)
+                if isinstance(value, dict):
+                    value = value.values() if node.targets[0].id != "SHOWS" else value.keys()
+                words |= {value} if isinstance(value, str) else set(value)
+    return words - {None}
+
+
+def test_every_word_of_the_page_is_in_russian_too() -> None:
+    from imgfinder.ui.words import RUSSIAN
+
+    words = page_words()
+    assert len(words) > 90, len(words)
+    assert not words - set(RUSSIAN), words - set(RUSSIAN)
+    for english, russian in RUSSIAN.items():  # same placeholders, both ways
+        assert sorted(re.findall(r"{(\w+)", english)) == sorted(re.findall(r"{(\w+)", russian))
+
+
+def test_the_page_speaks_russian(app: AppTest) -> None:
+    page = fresh_page({"lang": "ru", "q": "красный", "scale": "cosine", "min": "0.1"})
+    assert [tab.label for tab in page.tabs] == ["Поиск", "Индексация"]
+    assert page.text_input(key="text_query").label.startswith("Опишите, что ищете")
+    assert any(c.startswith("2 результата · кодирование ") for c in captions(page)), captions(page)
+    labels = {b.label for b in page.main.button}
+    assert {"Увеличить", "Почему?", "Похожие"} <= labels, labels
+    assert url(page)["lang"] == "ru"
+    # AppTest re-formats radio options outside the run, so switching in place is the
+    # browser walk's to check; a fresh English page is this one's
+    assert [tab.label for tab in fresh_page({"lang": "en"}).tabs] == ["Search", "Index"]

@@ -257,6 +257,20 @@ def walk_through(page, library: Path) -> None:
     expect(page.get_by_label(QUERY_BOX)).to_have_value("красный")
     expect_cards(page, red, red)
 
+    # the page in Russian and back, the search kept
+    page.get_by_text("Русский", exact=True).click()
+    expect(page.get_by_role("tab", name="Поиск")).to_be_visible()
+    expect(page.get_by_label("Опишите, что ищете, по-русски или по-английски")).to_have_value(
+        "красный"
+    )
+    expect(page.get_by_text(starts("2 результата · кодирование"))).to_be_visible()
+    expect(page.get_by_role("radio", name="Тексту")).to_be_checked()  # choices survive
+    expect_cards(page, red, red)
+    shot(page, "01-russian")
+    page.get_by_text("English", exact=True).click()
+    expect(page.get_by_role("tab", name="Search")).to_be_visible()
+    expect_cards(page, red, red)
+
     # the rest of the walk cuts on cosine, where the colour embedder's scores are plain
     page.get_by_text("Cosine", exact=True).click()
     query(page, "красный")

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import free_port, make_image, wait_until_up
+from conftest import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def readme_curls() -> list[str]:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_readme_curl_examples_work(small_demo: tuple[Path, Path], tmp_path: Path) -> None:
-    collection, _ = small_demo
+    collection, folder = small_demo
     port = str(free_port())
     env = {**os.environ, "IMGFINDER_INDEXES": str(collection.parent)}
     server = subprocess.Popen(
@@ -138,7 +138,8 @@ def test_the_readme_curl_examples_work(small_demo: tuple[Path, Path], tmp_path: 
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
-    make_image(tmp_path / "query.jpg", "red")
+    # a photo of the collection's world: a flat red fill is what confidence calls unrelated
+    shutil.copy(next((folder / "images").rglob("*.jpg")), tmp_path / "query.jpg")
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         curls = readme_curls()

@@ -12,21 +12,22 @@ from imgfinder.jobs import JobStatus
 from imgfinder.service import Selection, Service
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import format_seconds
+from imgfinder.ui.words import t
 
 PHASES = {"scan": "Scanning", "hash": "Reading", "embed": "Embedding", "video": "Videos"}
 
 
 def index_tab(service: Service, selection: Selection) -> None:
     st.text_input(
-        "Folder to add (on this computer)",
+        t("Folder to add (on this computer)"),
         key="folder",
-        placeholder="/home/me/Pictures",
-        help="Only new and changed files are embedded; search keeps working meanwhile.",
+        placeholder=t("/home/me/Pictures"),
+        help=t("Only new and changed files are embedded; search keeps working meanwhile."),
     )
     status = service.job_status(selection.collection)
     running = status is not None and status.running
     if st.button(
-        "Index folder", type="primary", disabled=running, icon=":material/add_photo_alternate:"
+        t("Index folder"), type="primary", disabled=running, icon=":material/add_photo_alternate:"
     ):
         try:
             service.start_indexing(selection, st.session_state.folder)
@@ -47,50 +48,66 @@ def live_progress(service: Service, collection: str) -> None:
     if status is None or not status.running:
         st.rerun()
         return
-    phase = PHASES.get(status.phase, status.phase)
+    phase = t(PHASES.get(status.phase, status.phase))
     rate = f" · {status.rate:.1f}/s" if status.rate else ""
-    eta = format_seconds(status.eta)
-    st.progress(status.fraction, text=f"{phase} {status.done}/{status.total}{rate} · ETA {eta}")
+    line = t(
+        "{phase} {done}/{total}{rate} · ETA {eta}",
+        phase=phase,
+        done=status.done,
+        total=status.total,
+        rate=rate,
+        eta=format_seconds(status.eta),
+    )
+    st.progress(status.fraction, text=line)
     st.button(
-        "Cancel", on_click=service.cancel_indexing, args=(collection,), icon=":material/stop:"
+        t("Cancel"), on_click=service.cancel_indexing, args=(collection,), icon=":material/stop:"
     )
 
 
 def job_summary(service: Service, status: JobStatus) -> None:
     if status.state == "failed":
-        st.error(md(f"Indexing {status.folder} failed: {status.error}"))
+        st.error(
+            md(t("Indexing {folder} failed: {error}", folder=status.folder, error=status.error))
+        )
     else:
         counts = status.summary or {}
-        headline = (
-            f"Indexed {counts.get('indexed', 0)} new files from {status.folder}; "
-            f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} removed, "
-            f"{counts.get('skipped', 0)} skipped, in {format_seconds(status.elapsed)}."
+        headline = t(
+            "Indexed {indexed} new files from {folder}; {unchanged} unchanged, {removed} removed, "
+            "{skipped} skipped, in {elapsed}.",
+            indexed=counts.get("indexed", 0),
+            unchanged=counts.get("unchanged", 0),
+            removed=counts.get("removed", 0),
+            skipped=counts.get("skipped", 0),
+            folder=status.folder,
+            elapsed=format_seconds(status.elapsed),
         )
         if status.state == "cancelled":
-            st.warning(md("Cancelled. " + headline + " Index again to resume."))
+            st.warning(md(t("Cancelled. {headline} Index again to resume.", headline=headline)))
         else:
             st.success(md(headline))
     if status.skipped:
-        st.caption("Skipped files")
-        rows = [{"file": item.path, "reason": item.reason} for item in status.skipped]
+        st.caption(t("Skipped files"))
+        rows = [{t("file"): item.path, t("reason"): item.reason} for item in status.skipped]
         st.dataframe(rows, hide_index=True, width="stretch")
-    st.button("Dismiss", on_click=service.dismiss_job, args=(status.collection,))
+    st.button(t("Dismiss"), on_click=service.dismiss_job, args=(status.collection,))
 
 
 def model_download(service: Service, key: str, missing: str) -> None:
     """A model whose files are not here: what a download fetches, and a button that does it."""
     st.warning(
-        md(f"Model {key} is not available here: {missing}"), icon=":material/cloud_download:"
+        md(t("Model {key} is not available here: {missing}", key=key, missing=missing)),
+        icon=":material/cloud_download:",
     )
     status = service.pull_status(key)
     if status is not None and status.running:
         pull_progress(service, key)
         return
     if status is not None and status.state == "failed":
-        st.error(md(f"Downloading {key} failed: {status.error}"))
+        st.error(md(t("Downloading {key} failed: {error}", key=key, error=status.error)))
     info = service.model_info(key)
-    size = f" (about {info.size_mb} MB)" if info is not None else ""
-    st.button(f"Download {key}{size}", on_click=service.start_pull, args=(key,), type="primary")
+    size = t(" (about {mb} MB)", mb=info.size_mb) if info is not None else ""
+    label = t("Download {key}{size}", key=key, size=size)
+    st.button(label, on_click=service.start_pull, args=(key,), type="primary")
 
 
 @st.fragment(run_every=0.5)
@@ -100,7 +117,13 @@ def pull_progress(service: Service, key: str) -> None:
         st.rerun()
         return
     fraction = status.done / status.total if status.total else 0.0
-    st.progress(fraction, text=md(f"Downloading {status.current} · {status.done}/{status.total}"))
+    line = t(
+        "Downloading {file} · {done}/{total}",
+        file=status.current,
+        done=status.done,
+        total=status.total,
+    )
+    st.progress(fraction, text=md(line))
 
 
 # -- search ---------------------------------------------------------------------------------

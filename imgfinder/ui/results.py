@@ -12,9 +12,10 @@ import streamlit as st
 
 from imgfinder.errors import ImgFinderError
 from imgfinder.service import Hit, Outcome, Query, Result, Selection, Service
-from imgfinder.textfmt import display_path, format_ms, plural
+from imgfinder.textfmt import display_path, format_ms
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.timefmt import format_timestamp
+from imgfinder.ui.words import counted, t
 
 COLUMNS = 4
 RUNTIME_LABELS = {
@@ -30,31 +31,38 @@ MAP_BUDGET = 5.0
 METHOD_LABELS = {"masks": "Hiding parts", "gradcam": "Gradients (PyTorch)"}
 WHY_HELP = (
     "A heat map of the regions that make this image match: the model is shown the image "
-    "hundreds of times with parts hidden, and the parts whose absence lowers the score light up."
+    "hundreds of times with parts hidden, and the parts whose absence lowers the score "
+    "light up."
 )
 
 
 def relevance_map(service: Service, selection: Selection, query: Query, item_id: int) -> None:
     methods = service.explain_methods()
     method = st.radio(
-        "Map by",
+        t("Map by"),
         methods,
-        format_func=METHOD_LABELS.get,
+        format_func=lambda name: t(METHOD_LABELS[name]),
         horizontal=True,
         key=f"why-method-{item_id}",
         disabled=len(methods) == 1,
     )
-    with st.spinner("Drawing the map…"):
+    with st.spinner(t("Drawing the map…")):
         try:
             found = service.explain(selection, query, item_id, method, budget=MAP_BUDGET)
         except ImgFinderError as exc:
             st.error(md(str(exc)))
             return
-    st.image(found.overlay(), width="stretch", caption="Relevance map")
-    views = f" ({found.views} views)" if found.views else ""
+    st.image(found.overlay(), width="stretch", caption=t("Relevance map"))
+    views = t(" ({views} views)", views=found.views) if found.views else ""
+    method = t(METHOD_LABELS[found.method]).lower()
+    time_taken = format_ms(found.seconds)
     st.caption(
-        f"Brightest where the match is strongest · {METHOD_LABELS[found.method].lower()}"
-        f"{views} · {format_ms(found.seconds)}"
+        t(
+            "Brightest where the match is strongest · {method}{views} · {time}",
+            method=method,
+            views=views,
+            time=time_taken,
+        )
     )
 
 
@@ -73,8 +81,8 @@ def results_grid(
     collection = selection.collection
     timings = st.empty()
     if outcome.parity:
-        label = RUNTIME_LABELS.get(outcome.runtime, outcome.runtime)
-        st.caption(f"{label} {outcome.parity} (measured at export)")
+        label = t(RUNTIME_LABELS.get(outcome.runtime, outcome.runtime))
+        st.caption(t("{label} {parity} (measured at export)", label=label, parity=outcome.parity))
     results = outcome.results if best_first else outcome.results[::-1]
     thumbs = service.thumbnails(collection, [result.hit for result in results])
     for start in range(0, len(results), COLUMNS):
@@ -86,11 +94,15 @@ def results_grid(
                     video_card(service, collection, result, thumb)
                 else:
                     image_card(service, selection, query, result, thumb)
-    encode = "cached" if outcome.cached_query else format_ms(outcome.encode_s)
+    encode = t("cached") if outcome.cached_query else format_ms(outcome.encode_s)
     timings.caption(
-        f"{plural(len(results), 'result')} · encode {encode} · "
-        f"search {format_ms(outcome.search_s)} · "
-        f"render {format_ms(time.perf_counter() - started)}"
+        t(
+            "{results} · encode {encode} · search {search} · render {render}",
+            results=counted(len(results), "result", "results"),
+            encode=encode,
+            search=format_ms(outcome.search_s),
+            render=format_ms(time.perf_counter() - started),
+        )
     )
 
 
@@ -101,13 +113,14 @@ def image_card(
     if thumb is not None:
         st.image(str(thumb), width="stretch")
     else:
-        st.text("(no preview)")
+        st.text(t("(no preview)"))
     st.text(result.name)
     st.caption(score_line(hit))
     left, right = st.columns(2)
-    if left.button("Enlarge", key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:"):
+    if left.button(t("Enlarge"), key=f"enlarge-{hit.item_id}", icon=":material/zoom_in:"):
         enlarge(service, selection, query, result)
-    if right.button("Why?", key=f"why-{hit.item_id}", icon=":material/insights:", help=WHY_HELP):
+    why = t("Why?")
+    if right.button(why, key=f"why-{hit.item_id}", icon=":material/insights:", help=t(WHY_HELP)):
         enlarge(service, selection, query, result, why=True)
     more_like_button(hit.item_id, hit.item_id, result.name)
 
@@ -120,7 +133,7 @@ def video_card(service: Service, collection: str, result: Result, thumb: Path | 
         if thumb is not None:
             st.image(str(thumb), width="stretch")
         play_button(
-            f"Play from {format_timestamp(best.t_start)}",
+            t("Play from {time}", time=format_timestamp(best.t_start)),
             f"play-{hit.item_id}",
             state,
             best.t_start,
@@ -135,8 +148,9 @@ def video_card(service: Service, collection: str, result: Result, thumb: Path | 
         f"{format_timestamp(best.t_start)}–{format_timestamp(best.t_end)} · {score_line(hit)}"
     )
     if len(result.moments) > 1:
-        more = f", the best {len(moments)} below" if len(result.moments) > len(moments) else ""
-        st.caption(f"{len(result.moments)} matching moments{more}")
+        more = t(", the best {count} below", count=len(moments))
+        more = more if len(result.moments) > len(moments) else ""
+        st.caption(t("{count} matching moments{more}", count=len(result.moments), more=more))
     for row in range(0, len(moments), 2):  # two a row: a timestamp fits its button
         for column, moment in zip(st.columns(2), moments[row : row + 2], strict=False):
             with column:
@@ -148,18 +162,21 @@ def video_card(service: Service, collection: str, result: Result, thumb: Path | 
 
 
 def score_line(hit: Hit) -> str:
-    confidence = f" · confidence {hit.confidence:.2f}" if hit.confidence is not None else ""
-    return f"score {hit.score:.3f}{confidence}"
+    confidence = hit.confidence
+    sure = (
+        t(" · confidence {confidence:.2f}", confidence=confidence) if confidence is not None else ""
+    )
+    return t("score {score:.3f}", score=hit.score) + sure
 
 
 def play_button(label: str, key: str, state: str, start: float, score: float | None = None) -> None:
-    tip = f"score {score:.3f}" if score is not None else None
+    tip = t("score {score:.3f}", score=score) if score is not None else None
     st.button(label, key=key, on_click=play, args=(state, start), help=tip, width="stretch")
 
 
 def more_like_button(card: int, item_id: int, name: str) -> None:
     st.button(
-        "More like this",
+        t("More like this"),
         key=f"like-{card}",
         on_click=more_like,
         args=(item_id, name),
@@ -181,26 +198,32 @@ def forget_players_on_new_query(query: Query) -> None:
         st.session_state.players_query = asked
 
 
-@st.dialog("Preview", width="large")
 def enlarge(
     service: Service, selection: Selection, query: Query, result: Result, why: bool = False
 ) -> None:
+    """The preview dialog (made per call, so that its title is in the session's language)."""
+    st.dialog(t("Preview"), width="large")(dialog_body)(service, selection, query, result, why)
+
+
+def dialog_body(
+    service: Service, selection: Selection, query: Query, result: Result, why: bool
+) -> None:
     hit, collection = result.hit, selection.collection
-    if st.toggle("Why it matched", why, key=f"why-{hit.item_id}-{why}", help=WHY_HELP):
+    if st.toggle(t("Why it matched"), why, key=f"why-{hit.item_id}-{why}", help=t(WHY_HELP)):
         relevance_map(service, selection, query, hit.item_id)
-    elif (preview := service.preview(collection, hit.path)) is not None:
-        st.image(str(preview), width="stretch")  # a small picture too fills the dialog
+    elif (larger := service.preview(collection, hit.path)) is not None:
+        st.image(str(larger), width="stretch")  # a small picture too fills the dialog
     st.text(display_path(hit.path))
     st.caption(score_line(hit))
     left, right = st.columns(2)
     left.download_button(
-        "Download original",
+        t("Download original"),
         data=lambda: service.read_original(collection, hit.path),
         file_name=display_path(Path(hit.path).name),
         icon=":material/download:",
         key=f"original-{hit.item_id}",
         on_click="ignore",  # a rerun would close the dialog while the download starts
     )
-    if right.button("More like this", key=f"dialog-like-{hit.item_id}"):
+    if right.button(t("More like this"), key=f"dialog-like-{hit.item_id}"):
         more_like(hit.item_id, result.name)
         st.rerun()

@@ -1,6 +1,7 @@
 """The search in the address bar: a reload, a bookmark or a shared link shows the same search.
 
-On a session's first run the page's widget keys are filled from the URL (anything that does not
+On a session's first run the page's widget keys (and its language: the URL's, else the
+browser's) are filled from the URL (anything that does not
 parse, or names a collection or model that is not here, is ignored); after every run the URL is
 rewritten from the widgets. An uploaded picture cannot travel in a URL; a "more like this" item
 can, by its id.
@@ -16,10 +17,11 @@ import streamlit as st
 
 from imgfinder.errors import ImgFinderError
 from imgfinder.service import Service
+from imgfinder.ui.words import LANGUAGES
 
 #: URL parameter → the widget key it fills, for the plain text and choice fields
 TEXTS = {"q": "text_query", "not": "not_text", "but": "but_text"}
-SCALES = ("confidence", "cosine")
+CUTOFF_SCALES = ("confidence", "cosine")
 MAX_TEXT = 1000
 
 
@@ -37,13 +39,14 @@ def restore(service: Service, choices: dict[str, tuple[str, ...]]) -> None:
         return
     state.url_read = True
     params = st.query_params
+    state.lang = params.get("lang") if params.get("lang") in LANGUAGES else browser_language()
     for name, key in TEXTS.items():
         if (text := params.get(name)) is not None:
             state[key] = text[:MAX_TEXT]
     for key, allowed in choices.items():
         if params.get(key) in allowed:
             state[key] = params[key]
-    if params.get("scale") in SCALES:
+    if params.get("scale") in CUTOFF_SCALES:
         state.scale = params["scale"]
     if (k := _number(params.get("k"), int, 1, 200)) is not None:
         state.k = k
@@ -70,12 +73,13 @@ def remember(collection: str, model: str, threshold: float) -> None:
     """Write the search on the page into the URL (only when it changed: no history churn)."""
     state = st.session_state
     wanted = {
+        "lang": state.get("lang", "en"),
         "c": Path(collection).name,
         "model": model,
         "mode": state.get("mode", "Text"),
         "show": state.get("show", "Everything"),
         "k": str(state.get("k", "")),
-        "scale": state.get("scale", SCALES[0]),
+        "scale": state.get("scale", CUTOFF_SCALES[0]),
         "min": f"{threshold:g}",
         **{name: state.get(key, "") for name, key in TEXTS.items()},
     }
@@ -84,6 +88,12 @@ def remember(collection: str, model: str, threshold: float) -> None:
     wanted = {name: value for name, value in wanted.items() if value}
     if dict(st.query_params) != wanted:
         st.query_params.from_dict(wanted)
+
+
+def browser_language() -> str:
+    """Russian for a browser that prefers it, else English."""
+    locale = st.context.locale or ""
+    return "ru" if locale.lower().startswith("ru") else "en"
 
 
 def _number(text: str | None, kind: type, low: float, high: float) -> Any:

@@ -1,0 +1,200 @@
+"""Every word of the page in English and Russian.
+
+The English text is the key, so the page reads as it is written; `t` returns the Russian one
+when the session's language is Russian (from the sidebar switch, the URL, or on a first visit
+the browser's language). Messages that come from the library stay as the library words them.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+LANGUAGES = {"en": "English", "ru": "Русский"}
+
+RUSSIAN: dict[str, str] = {
+    # sidebar
+    "Language": "Язык",
+    "No collection yet: create one below, then add a folder to it.": (
+        "Коллекций пока нет: создайте коллекцию ниже и добавьте в неё папку."
+    ),
+    "Collection": "Коллекция",
+    "New collection": "Новая коллекция",
+    "Name": "Название",
+    "holidays": "отпуск",
+    "Create": "Создать",
+    "Runtime": "Среда выполнения",
+    "Automatic picks ONNX when the model has it, else PyTorch.": (
+        "«Автоматически» выбирает ONNX, если он есть у модели, иначе PyTorch."
+    ),
+    "Automatic": "Автоматически",
+    "Results (top-k)": "Результатов (top-k)",
+    "Cut off by": "Отсекать по",
+    "Confidence": "Уверенности",
+    "Cosine": "Косинусу",
+    "Minimum confidence": "Минимальная уверенность",
+    "The share of unrelated queries (everyday scenes, nonsense, patterns) whose best match "
+    "here a result must beat; 0 shows the closest anyway.": (
+        "Доля посторонних запросов (бытовые сцены, бессмыслица, узоры), чьё лучшее совпадение "
+        "здесь результат должен превзойти; 0 покажет ближайшие в любом случае."
+    ),
+    "Minimum similarity (cosine)": "Минимальное сходство (косинус)",
+    "Results scoring below this are hidden. Each model starts at its own default.": (
+        "Результаты с меньшим сходством скрыты. У каждой модели своё значение по умолчанию."
+    ),
+    "Sort by score": "Сортировка по сходству",
+    "Best first": "Сначала лучшие",
+    "Worst first": "Сначала худшие",
+    "Model": "Модель",
+    "{key} — not downloaded": "{key} — не скачана",
+    "Index": "Индекс",
+    "Index|tab": "Индексация",
+    "Index parameters": "Параметры индекса",
+    "This index has no parameters.": "У этого индекса нет параметров.",
+    # search
+    "Search": "Поиск",
+    "Search by": "Искать по",
+    "Text": "Тексту",
+    "Image": "Картинке",
+    "Show": "Показать",
+    "Everything": "Всё",
+    "Images": "Фото",
+    "Videos": "Видео",
+    "Describe what you are looking for, in English or Russian": (
+        "Опишите, что ищете, по-русски или по-английски"
+    ),
+    "Find images like this one (JPEG, PNG or WebP, up to {mb} MB)": (
+        "Найти похожие на эту картинку (JPEG, PNG или WebP, до {mb} МБ)"
+    ),
+    "More like {name}": "Похожие на {name}",
+    "Back to my query": "Вернуться к моему запросу",
+    "Show the closest anyway": "Всё равно показать ближайшие",
+    "Refine: but …, not …": "Уточнить: но …, не …",
+    "But (a text this image or result should also match)": (
+        "Но (текст, которому тоже должен соответствовать результат)"
+    ),
+    "And also": "А ещё",
+    "at night · ночью": "ночью · at night",
+    "How much it counts": "Насколько это важно",
+    "Not (comma-separated)": "Не (через запятую)",
+    "circle, blue · круг": "круг, синий · circle",
+    "How hard to push away": "Насколько сильно отталкивать",
+    "This collection is empty — add a folder in the Index tab.": (
+        "Коллекция пуста — добавьте папку на вкладке «Индексация»."
+    ),
+    "Type a description above, or pick an example": "Введите описание выше или выберите пример",
+    "Upload an example image above": "Загрузите образец картинки выше",
+    "{hint}; on any result, “More like this” finds its neighbours.": (
+        "{hint}; у любого результата кнопка «Похожие» найдёт соседей."
+    ),
+    "This collection has nothing indexed yet — add a folder in the Index tab.": (
+        "В коллекции ещё ничего не проиндексировано — добавьте папку на вкладке «Индексация»."
+    ),
+    "This collection has no {kinds} — show everything instead?": (
+        "В этой коллекции нет {kinds} — показать всё?"
+    ),
+    "images": "фото",
+    "videos": "видео",
+    "Nothing above {threshold:.2f} — lower the threshold?": (
+        "Нет ничего выше {threshold:.2f} — понизить порог?"
+    ),
+    " The best match scores {best:.2f}.": " Лучшее совпадение: {best:.2f}.",
+    "No confident matches: nothing here beats {threshold:.0%} of unrelated queries.": (
+        "Уверенных совпадений нет: ничто здесь не превосходит {threshold:.0%} посторонних запросов."
+    ),
+    "Nothing similar was found.": "Ничего похожего не нашлось.",
+    "Create a collection in the sidebar to start.": "Для начала создайте коллекцию слева.",
+    # results
+    "{results} · encode {encode} · search {search} · render {render}": (
+        "{results} · кодирование {encode} · поиск {search} · отрисовка {render}"
+    ),
+    "cached": "из кэша",
+    "{label} {parity} (measured at export)": "{label} {parity} (измерено при экспорте)",
+    "(no preview)": "(нет превью)",
+    "Enlarge": "Увеличить",
+    "Why?": "Почему?",
+    "More like this": "Похожие",
+    "Play from {time}": "Смотреть с {time}",
+    "{count} matching moments{more}": "Подходящих моментов: {count}{more}",
+    ", the best {count} below": ", лучшие {count} ниже",
+    "score {score:.3f}": "сходство {score:.3f}",
+    " · confidence {confidence:.2f}": " · уверенность {confidence:.2f}",
+    "Preview": "Просмотр",
+    "Why it matched": "Почему подошло",
+    "A heat map of the regions that make this image match: the model is shown the image "
+    "hundreds of times with parts hidden, and the parts whose absence lowers the score "
+    "light up.": (
+        "Тепловая карта областей, из-за которых картинка подошла: модель сотни раз смотрит на "
+        "картинку со скрытыми частями, и светятся те части, без которых сходство падает."
+    ),
+    "Map by": "Карта по",
+    "Hiding parts": "Скрытию частей",
+    "Gradients (PyTorch)": "Градиентам (PyTorch)",
+    "Drawing the map…": "Рисую карту…",
+    "Relevance map": "Карта соответствия",
+    "Brightest where the match is strongest · {method}{views} · {time}": (
+        "Ярче всего там, где совпадение сильнее · {method}{views} · {time}"
+    ),
+    " ({views} views)": " ({views} просмотров)",
+    "Download original": "Скачать оригинал",
+    # indexing and models
+    "Folder to add (on this computer)": "Папка для добавления (на этом компьютере)",
+    "/home/me/Pictures": "/home/me/Изображения",
+    "Only new and changed files are embedded; search keeps working meanwhile.": (
+        "Обрабатываются только новые и изменённые файлы; поиск тем временем работает."
+    ),
+    "Index folder": "Индексировать папку",
+    "Scanning": "Сканирование",
+    "Reading": "Чтение",
+    "Embedding": "Векторизация",
+    "{phase} {done}/{total}{rate} · ETA {eta}": "{phase} {done}/{total}{rate} · осталось {eta}",
+    "Cancel": "Отменить",
+    "Indexing {folder} failed: {error}": "Индексация {folder} не удалась: {error}",
+    "Indexed {indexed} new files from {folder}; {unchanged} unchanged, {removed} removed, "
+    "{skipped} skipped, in {elapsed}.": (
+        "Из {folder} проиндексировано новых файлов: {indexed}; без изменений {unchanged}, "
+        "удалено {removed}, пропущено {skipped}, за {elapsed}."
+    ),
+    "Cancelled. {headline} Index again to resume.": (
+        "Отменено. {headline} Запустите индексацию снова, чтобы продолжить."
+    ),
+    "Skipped files": "Пропущенные файлы",
+    "file": "файл",
+    "reason": "причина",
+    "Dismiss": "Закрыть",
+    "Model {key} is not available here: {missing}": "Модели {key} здесь нет: {missing}",
+    "Downloading {key} failed: {error}": "Скачать {key} не удалось: {error}",
+    "Download {key}{size}": "Скачать {key}{size}",
+    " (about {mb} MB)": " (около {mb} МБ)",
+    "Downloading {file} · {done}/{total}": "Скачивается {file} · {done}/{total}",
+}
+
+#: (one, few, many) forms of the counted nouns, English (one, other) as the key
+_COUNTED = {
+    ("result", "results"): ("результат", "результата", "результатов"),
+    ("image", "images"): ("фото", "фото", "фото"),
+    ("video", "videos"): ("видео", "видео", "видео"),
+}
+
+
+def language() -> str:
+    return st.session_state.get("lang", "en")
+
+
+def t(english: str, **values: object) -> str:
+    """`english` (a str.format template) in the session's language, filled with `values`;
+    "Index|tab" tells one English word's meanings apart (the page shows "Index")."""
+    text = RUSSIAN.get(english, english) if language() == "ru" else english.split("|")[0]
+    return text.format(**values) if values else text
+
+
+def counted(count: int, one: str, other: str) -> str:
+    """ "1 result", "2 results"; in Russian with the noun in the form the number asks for."""
+    if language() != "ru":
+        return f"{count} {one if count == 1 else other}"
+    forms = _COUNTED[(one, other)]
+    tens, units = count % 100, count % 10
+    if units == 1 and tens != 11:
+        return f"{count} {forms[0]}"
+    if 2 <= units <= 4 and not 12 <= tens <= 14:
+        return f"{count} {forms[1]}"
+    return f"{count} {forms[2]}"
