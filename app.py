@@ -11,11 +11,11 @@ from typing import Any
 
 import streamlit as st
 
-from imgfinder.errors import ImgFinderError
 from imgfinder.media.uploads import MAX_UPLOAD_MB
 from imgfinder.service import NOT_WEIGHT, WITH_WEIGHT, Outcome, Query, Selection, Service, Settings
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.ui import ICON
+from imgfinder.ui.collections import create_collection, manage_collection
 from imgfinder.ui.jobs import index_tab, model_download
 from imgfinder.ui.results import (
     RUNTIME_LABELS,
@@ -76,6 +76,8 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
         with st.expander(t("New collection")):
             st.text_input(t("Name"), key="new_collection", placeholder=t("holidays"))
             st.button(t("Create"), on_click=create_collection, args=(service,))
+        if collection is not None:
+            manage_collection(service, collection)
         if error := st.session_state.pop("sidebar_error", None):
             st.error(md(error))
         model = model_control(service, collection) if collection is not None else None
@@ -134,16 +136,6 @@ def keep_choices() -> None:
     for key in ("mode", "show", "scale", "sort"):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
-
-
-def create_collection(service: Service) -> None:
-    try:
-        path = service.create_collection(st.session_state.new_collection.strip())
-    except ImgFinderError as exc:
-        st.session_state.sidebar_error = str(exc)
-    else:
-        st.session_state.collection = str(path)
-        st.session_state.new_collection = ""
 
 
 def model_control(service: Service, collection: str) -> str | None:

@@ -26,6 +26,7 @@ from common import write_result
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imgfinder.demo import world
+from imgfinder.demo.acceptance import map_localisation
 from imgfinder.embedders.base import Embedder
 from imgfinder.embedders.demo import DemoEmbedder
 from imgfinder.explain import DEFAULT_MASKS, relevance_map
@@ -35,22 +36,9 @@ MASKS = (250, DEFAULT_MASKS, 1000)
 
 def localise(embedder: Embedder, scenes: int, method: str, masks: int) -> dict[str, Any]:
     """Share of maps peaking in the named object's box, and seconds per map (median, p90)."""
-    rng = np.random.default_rng(20261203)
-    hits, seconds = 0, []
-    for i in range(scenes):
-        scene = world.sample_composite(rng)
-        part = scene.parts[i % len(scene.parts)]
-        lang = "en" if i % 2 else "ru"
-        query = world.phrase(world.Spec(colour=part.colour, shape=part.shape), lang, rng)
-        target = embedder.embed_texts([query])[0]
-        image = world.render_composite(scene, 128)
-        found = relevance_map(embedder, image, target, method=method, masks=masks)
-        x, y = found.peak
-        left, top, right, bottom = part.box
-        hits += left <= x <= right and top <= y <= bottom
-        seconds.append(found.seconds)
+    rate, seconds = map_localisation(embedder, scenes, 20261203, method=method, masks=masks)
     return {
-        "peak_in_box": round(hits / scenes, 3),
+        "peak_in_box": round(rate, 3),
         "seconds_p50": round(statistics.median(seconds), 4),
         "seconds_p90": round(float(np.percentile(seconds, 90)), 4),
     }

@@ -101,16 +101,17 @@ Exclude = Annotated[
         examples=[["circle"]],
     ),
 ]
-NotWeight = Annotated[
-    float,
-    Query(
-        ge=0.0,
-        le=MAX_WEIGHT,
-        allow_inf_nan=False,
-        description=f"How hard the `not` texts push, shared between them (0-{MAX_WEIGHT:g}).",
-        examples=[NOT_WEIGHT],
-    ),
-]
+
+
+def _weight(description: str, example: float) -> Any:
+    """A term's weight as a query parameter: finite, from 0 to MAX_WEIGHT."""
+    bounds = {"ge": 0.0, "le": MAX_WEIGHT, "allow_inf_nan": False}
+    return Annotated[float, Query(description=description, examples=[example], **bounds)]
+
+
+NotWeight = _weight(
+    f"How hard the `not` texts push, shared between them (0-{MAX_WEIGHT:g}).", NOT_WEIGHT
+)
 WithText = Annotated[
     str | None,
     Query(
@@ -120,16 +121,9 @@ WithText = Annotated[
         examples=["at night"],
     ),
 ]
-TextWeight = Annotated[
-    float,
-    Query(
-        ge=0.0,
-        le=MAX_WEIGHT,
-        allow_inf_nan=False,
-        description=f"How much `q` counts beside the image or item (0-{MAX_WEIGHT:g}).",
-        examples=[WITH_WEIGHT],
-    ),
-]
+TextWeight = _weight(
+    f"How much `q` counts beside the image or item (0-{MAX_WEIGHT:g}).", WITH_WEIGHT
+)
 Method = Annotated[
     Literal["masks", "gradcam"],
     Query(description="masks: any runtime; gradcam: needs the model's PyTorch runtime."),

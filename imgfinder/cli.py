@@ -463,6 +463,51 @@ def serve(
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
 
 
+collections_app = typer.Typer(help="List, rename and delete collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+
+@collections_app.command("list")
+def collections_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
+) -> None:
+    """Every collection in the data folder, with what it holds."""
+    service = _service()
+    found = [service.info(path) for path in service.collections()]
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    for info in found:
+        roots = ", ".join(info["roots"]) or "no folder yet"
+        line = f"{info['name']}  {info['images']} images, {info['videos']} videos  ({roots})"
+        console.print(Text(line))
+
+
+@collections_app.command("rename")
+def collections_rename(
+    name: Annotated[str, typer.Argument(help="The collection's name.")],
+    new_name: Annotated[str, typer.Argument(help="Its new name.")],
+) -> None:
+    """Give a collection a new name (refused while it is being indexed)."""
+    service = _service()
+    service.rename_collection(service.named(name), new_name)
+    errors.print(f"renamed {name} to {new_name}")
+
+
+@collections_app.command("delete")
+def collections_delete(
+    name: Annotated[str, typer.Argument(help="The collection's name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
+) -> None:
+    """Delete a collection's index (the photos and videos it indexed stay where they are)."""
+    service = _service()
+    path = service.named(name)
+    if not yes and not typer.confirm(f"delete the index in {path}?"):
+        raise typer.Exit(1)
+    service.delete_collection(path)
+    errors.print(f"deleted {path}")
+
+
 demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 

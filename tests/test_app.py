@@ -150,7 +150,11 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     assert (threshold.min, threshold.max) == (0.0, 1.0)
     assert threshold.value == pytest.approx(0.25)  # the demo model's own, from models.toml
     assert sidebar.radio(key="sort").options == ["Best first", "Worst first"]
-    assert [e.label for e in sidebar.expander] == ["New collection", "Index parameters"]
+    assert [e.label for e in sidebar.expander] == [
+        "New collection",
+        "Rename or delete photos",
+        "Index parameters",
+    ]
     assert app.radio(key="mode").options == ["Text", "Image"]
     assert [t.label for t in app.tabs] == ["Search", "Index"]
     assert app.text_input(key="folder").label.startswith("Folder to add")
@@ -570,6 +574,7 @@ def test_the_page_is_ui_only(source: Path) -> None:
     allowed |= {"imgfinder.timefmt", "imgfinder.service", "imgfinder.textfmt", "imgfinder.jobs"}
     allowed |= {"imgfinder.media.uploads", "imgfinder.ui.jobs", "imgfinder.ui.results"}
     allowed |= {"imgfinder.ui", "imgfinder.ui.urlstate", "imgfinder.ui.words", "math"}
+    allowed |= {"imgfinder.ui.collections"}
     assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
@@ -677,3 +682,28 @@ def test_the_page_speaks_russian(app: AppTest) -> None:
     # AppTest re-formats radio options outside the run, so switching in place is the
     # browser walk's to check; a fresh English page is this one's
     assert [tab.label for tab in fresh_page({"lang": "en"}).tabs] == ["Search", "Index"]
+
+
+def test_a_collection_is_renamed_and_deleted_from_the_page(app: AppTest, library: Path) -> None:
+    indexes = library / "indexes"
+    app.sidebar.text_input(key="new_collection").input("scratch")
+    next(b for b in app.sidebar.button if b.label == "Create").click()
+    rerun(app)
+    assert app.sidebar.selectbox(key="collection").value == str(indexes / "scratch")
+    app.sidebar.text_input(key="renamed_collection").input("../escape")
+    next(b for b in app.sidebar.button if b.label == "Rename").click()
+    rerun(app)
+    assert app.sidebar.error and (indexes / "scratch").is_dir()
+    app.sidebar.text_input(key="renamed_collection").input("kept")
+    next(b for b in app.sidebar.button if b.label == "Rename").click()
+    rerun(app)
+    assert not (indexes / "scratch").exists() and (indexes / "kept").is_dir()
+    assert app.sidebar.selectbox(key="collection").value == str(indexes / "kept")
+    delete = next(b for b in app.sidebar.button if b.label == "Delete")
+    assert delete.disabled  # until the box is ticked
+    next(c for c in app.sidebar.checkbox if c.key.startswith("sure-delete::")).check()
+    rerun(app)
+    next(b for b in app.sidebar.button if b.label == "Delete").click()
+    rerun(app)
+    assert not (indexes / "kept").exists() and (library / "album").is_dir()
+    assert app.sidebar.selectbox(key="collection").value != str(indexes / "kept")

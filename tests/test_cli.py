@@ -11,6 +11,7 @@ from conftest import ColorEmbedder, make_image
 from typer.testing import CliRunner
 
 from imgfinder import cli
+from imgfinder.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -199,3 +200,23 @@ def test_info_for_people_lists_roots_and_embedders_one_a_line(
     assert code == 0
     assert "roots" in out and "{" not in out and "[" not in out  # long paths wrap here
     assert re.search(r"\(model \S+, dim \d+", out)
+
+
+def test_collections_are_listed_renamed_and_deleted(
+    photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMGFINDER_DATA_DIR", str(tmp_path / "data"))
+    assert run("index", str(photo_folder), "-c", "trip")[0] == 0
+    code, out, _ = run("collections", "list", "--json")
+    assert code == 0 and [c["name"] for c in json.loads(out)] == ["trip"]
+    assert json.loads(out)[0]["images"] == 12
+    code, out, _ = run("collections", "list")
+    assert out.startswith("trip  12 images, 0 videos  (")
+    with pytest.raises(ConfigError, match="a collection name uses"):
+        run("collections", "rename", "trip", "../up")
+    code, _, err = run("collections", "rename", "trip", "holiday")
+    assert code == 0 and "holiday" in err
+    assert run("search", "red", "-c", "holiday", "--scale", "cosine", "--threshold", "0")[0] == 0
+    assert run("collections", "delete", "holiday", "--yes")[0] == 0
+    assert json.loads(run("collections", "list", "--json")[1]) == []
+    assert photo_folder.is_dir() and any(photo_folder.rglob("*.png"))

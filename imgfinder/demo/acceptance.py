@@ -238,3 +238,27 @@ def run(
     metrics["image_to_image"] = image_to_image(scenes, vectors)
     metrics["gates"] = gates(metrics)
     return metrics
+
+
+def map_localisation(
+    embedder: Embedder, scenes: int, seed: int, *, method: str = "masks", masks: int | None = None
+) -> tuple[float, list[float]]:
+    """The share of relevance maps that peak inside the box of the object their query names,
+    over `scenes` composites of two or three objects (queries alternate Russian and English),
+    and each map's seconds."""
+    from imgfinder.explain import DEFAULT_MASKS, relevance_map
+
+    rng = np.random.default_rng(seed)
+    hits, seconds = 0, []
+    for i in range(scenes):
+        scene = world.sample_composite(rng)
+        part = scene.parts[i % len(scene.parts)]
+        lang = "en" if i % 2 else "ru"
+        query = world.phrase(world.Spec(colour=part.colour, shape=part.shape), lang, rng)
+        target = embedder.embed_texts([query])[0]
+        image = world.render_composite(scene, RENDER_SIZE)
+        found = relevance_map(embedder, image, target, method=method, masks=masks or DEFAULT_MASKS)
+        (x, y), (left, top, right, bottom) = found.peak, part.box
+        hits += left <= x <= right and top <= y <= bottom
+        seconds.append(found.seconds)
+    return hits / scenes, seconds

@@ -22,6 +22,13 @@ RUSSIAN: dict[str, str] = {
     "Name": "Название",
     "holidays": "отпуск",
     "Create": "Создать",
+    "Rename or delete {name}": "Переименовать или удалить {name}",
+    "New name": "Новое название",
+    "Rename": "Переименовать",
+    "Delete {name} and its index (the photos and videos stay)": (
+        "Удалить {name} и её индекс (сами фото и видео останутся)"
+    ),
+    "Delete": "Удалить",
     "Runtime": "Среда выполнения",
     "Automatic picks ONNX when the model has it, else PyTorch.": (
         "«Автоматически» выбирает ONNX, если он есть у модели, иначе PyTorch."
