@@ -226,3 +226,20 @@ def test_missing_torch_names_the_extra(tiny: None, monkeypatch: pytest.MonkeyPat
     pixels = np.zeros((3, 32, 32), np.float32)
     with pytest.raises(MissingExtraError, match=r"imgfinder\[torch\]"):
         gradcam_heat(embedder, pixels, unit(np.ones(32)))
+
+
+@pytest.mark.parametrize("method", ["masks", "gradcam"])
+def test_both_methods_map_an_open_clip_photo(tiny: None, method: str) -> None:
+    """The whole path for a CLIP-family model: a wide photo in, a map over it out, zero where
+    the model's centre crop never looked."""
+    from PIL import Image
+
+    from imgfinder.explain import relevance_map
+
+    embedder = open_clip_embedder(VIT)
+    photo = Image.fromarray(np.random.default_rng(3).integers(0, 255, (60, 120, 3), np.uint8))
+    found = relevance_map(embedder, photo, unit(np.ones(embedder.dim)), method=method, masks=100)
+    assert found.heat.shape == (60, 120) and found.method == method
+    assert found.heat.max() == pytest.approx(1.0, abs=0.05)
+    assert found.heat[:, :29].max() == 0 and found.heat[:, 91:].max() == 0
+    assert found.views == (100 if method == "masks" else 0)
