@@ -205,7 +205,10 @@ def search_tab(
         query = Query.for_text(typed) if typed.strip() else None
     else:
         upload = st.file_uploader(
-            t("Find images like this one (JPEG, PNG or WebP, up to {mb} MB)", mb=MAX_UPLOAD_MB),
+            t(
+                "Find images like this one (JPEG, PNG, WebP, HEIC or AVIF, up to {mb} MB)",
+                mb=MAX_UPLOAD_MB,
+            ),
             key="upload",
             max_upload_size=MAX_UPLOAD_MB,
             on_change=forget_like,

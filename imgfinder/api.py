@@ -390,7 +390,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/collections/{name}/search/image", tags=["search"])
     def search_image(
         name: str,
-        file: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
+        file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP, HEIC or AVIF image.")],
         k: K = 24,
         threshold: Threshold = None,
         scale: Scale = "confidence",

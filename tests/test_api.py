@@ -95,7 +95,7 @@ def test_image_and_similar_search(client: TestClient) -> None:
     bad = client.post(
         "/collections/photos/search/image", files={"file": ("x.png", b"%PDF-1.7", "image/png")}
     )
-    assert bad.status_code == 422 and "not a JPEG, PNG or WebP" in bad.json()["error"]
+    assert bad.status_code == 422 and "not a JPEG, PNG, WebP, HEIC or AVIF" in bad.json()["error"]
 
 
 @pytest.mark.parametrize(

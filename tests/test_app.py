@@ -231,7 +231,7 @@ def test_bad_uploads_show_one_message_and_the_app_keeps_working(app: AppTest) ->
     app.radio(key="mode").set_value("Image")
     rerun(app)
     for data, message in (
-        (b"just some text, named like a picture", "not a JPEG, PNG or WebP image"),
+        (b"just some text, named like a picture", "not a JPEG, PNG, WebP, HEIC or AVIF image"),
         (b"\xff\xd8\xff" + bytes(21 * 1024 * 1024), "the limit is 20 MB"),
         (bomb_bytes(), "decompression-bomb guard"),
     ):
@@ -707,3 +707,21 @@ def test_a_collection_is_renamed_and_deleted_from_the_page(app: AppTest, library
     rerun(app)
     assert not (indexes / "kept").exists() and (library / "album").is_dir()
     assert app.sidebar.selectbox(key="collection").value != str(indexes / "kept")
+
+
+def test_a_heic_photo_is_a_query(app: AppTest, library: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from imgfinder.media.images import register_heif
+
+    assert register_heif()
+    buffer = io.BytesIO()
+    Image.open(library / "album" / "green_1.png").save(buffer, format="HEIF")
+    app.radio(key="mode").set_value("Image")
+    rerun(app)
+    closest_anyway(app)
+    app.get("file_uploader")[0].set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic"))
+    rerun(app)
+    assert not app.error and names(app)[0].startswith("green_"), names(app)

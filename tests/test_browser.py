@@ -376,7 +376,11 @@ def walk_through(page, library: Path) -> None:
 
     # refused uploads: one clear message each, and the app keeps working
     for name, data, message in (
-        ("cat.jpg", b"plain text pretending to be a photo", "not a JPEG, PNG or WebP image"),
+        (
+            "cat.jpg",
+            b"plain text pretending to be a photo",
+            "not a JPEG, PNG, WebP, HEIC or AVIF image",
+        ),
         ("bomb.png", bomb_bytes(), "decompression-bomb guard"),
     ):
         uploader.set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": data})

@@ -188,8 +188,8 @@ def test_upload_accepts_images_by_content(fmt: str) -> None:
     ("data", "message"),
     [
         (b"", "empty"),
-        (b"%PDF-1.7 definitely a document", "not a JPEG, PNG or WebP"),
-        (b"GIF89a" + b"\0" * 64, "not a JPEG, PNG or WebP"),
+        (b"%PDF-1.7 definitely a document", "not a JPEG, PNG, WebP, HEIC or AVIF"),
+        (b"GIF89a" + b"\0" * 64, "not a JPEG, PNG, WebP, HEIC or AVIF"),
         (image_bytes()[:60], "damaged"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "damaged"),
         (bomb_bytes(), "too many pixels: 10000×6000"),
@@ -281,7 +281,10 @@ def test_image_query_and_more_like_this(
 
 def test_errors_become_one_sentence(service: Service, selection: Selection) -> None:
     bad = service.search(selection, Query.for_image(b"hello"), 4, None)
-    assert bad.error == "That file is not a JPEG, PNG or WebP image (checked by its content)."
+    assert (
+        bad.error
+        == "That file is not a JPEG, PNG, WebP, HEIC or AVIF image (checked by its content)."
+    )
     missing = service.search(Selection(selection.collection, "clip"), Query.for_text("x"), 4, 0)
     assert missing.error == "Model clip is not available in the tests."
     wrong = Selection(selection.collection, "demo", indexer="faiss", params=(("bogus", 1),))
@@ -463,3 +466,18 @@ def test_text_helpers() -> None:
     assert format_seconds(None) == "—" and format_seconds(65) == "1:05"
     assert format_seconds(3723) == "1:02:03"
     assert format_ms(0.0042) == "4.2 ms" and format_ms(0.1234) == "123 ms"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_are_query_images(fmt: str) -> None:
+    """HEIC (iPhones) and AVIF uploads are read like any other; a HEIC renamed .jpg too."""
+    from imgfinder.media.images import register_heif
+
+    assert register_heif()
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 60), PALETTE["green"]).save(buffer, format=fmt)
+    checked = check_upload(buffer.getvalue(), target_size=32)
+    assert checked.format == fmt and (checked.width, checked.height) == (80, 60)
+    assert checked.image.getpixel((5, 5))[1] > 150  # still green after lossy coding
+    with pytest.raises(UploadError, match="damaged"):
+        check_upload(buffer.getvalue()[:40])

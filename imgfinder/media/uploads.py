@@ -1,8 +1,9 @@
 """Checks an uploaded query image before any model sees it.
 
 A browser upload is untrusted: its name and MIME type say nothing. The bytes must be small
-enough, start like a JPEG, PNG or WebP file, declare a sane number of pixels (a tiny file can
-claim gigapixels: a decompression bomb) and decode cleanly. Every refusal is one sentence.
+enough, start like a JPEG, PNG, WebP, HEIC or AVIF file, declare a sane number of pixels (a
+tiny file can claim gigapixels: a decompression bomb) and decode cleanly. Every refusal is one
+sentence.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, features
 
 from imgfinder.errors import MediaError
-from imgfinder.media.images import open_image
+from imgfinder.media.images import open_image, register_heif
 
 #: largest upload accepted, in megabytes; the uploader widget is given the same limit
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 #: pixel budget of a query image: 50 MP covers phone cameras, refuses decompression bombs
 MAX_UPLOAD_PIXELS = 50_000_000
-ACCEPTED = "JPEG, PNG or WebP"
+ACCEPTED = "JPEG, PNG, WebP, HEIC or AVIF"
+#: ISO-BMFF brands (bytes 8-12, after "ftyp") of phone photos: HEIC/HEIF, and AVIF
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
 
 
 class UploadError(MediaError):
@@ -38,14 +42,28 @@ class CheckedUpload:
 
 
 def sniff_format(head: bytes) -> str | None:
-    """The image format the first bytes announce ("JPEG", "PNG", "WEBP"), or None."""
+    """The image format the first bytes announce ("JPEG", "PNG", "WEBP", "HEIF", "AVIF"),
+    or None."""
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in _AVIF_BRANDS:
+            return "AVIF"
+        if head[8:12] in _HEIF_BRANDS:
+            return "HEIF"
     return None
+
+
+def _check_decoder(kind: str) -> None:
+    """A HEIC or AVIF upload needs a decoder this install may lack: say which."""
+    if kind == "HEIF" and not register_heif():
+        raise UploadError("HEIC photos need pillow-heif: pip install 'imgfinder[heic]'.")
+    if kind == "AVIF" and not features.check("avif"):
+        raise UploadError("This Pillow cannot read AVIF; upload a JPEG, PNG or WebP instead.")
 
 
 def check_upload(
@@ -66,6 +84,7 @@ def check_upload(
     kind = sniff_format(data[:16])
     if kind is None:
         raise UploadError(f"That file is not a {ACCEPTED} image (checked by its content).")
+    _check_decoder(kind)
     try:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             width, height = header.size

@@ -69,8 +69,8 @@ RUSSIAN: dict[str, str] = {
     "Describe what you are looking for, in English or Russian": (
         "Опишите, что ищете, по-русски или по-английски"
     ),
-    "Find images like this one (JPEG, PNG or WebP, up to {mb} MB)": (
-        "Найти похожие на эту картинку (JPEG, PNG или WebP, до {mb} МБ)"
+    "Find images like this one (JPEG, PNG, WebP, HEIC or AVIF, up to {mb} MB)": (
+        "Найти похожие на эту картинку (JPEG, PNG, WebP, HEIC или AVIF, до {mb} МБ)"
     ),
     "More like {name}": "Похожие на {name}",
     "Back to my query": "Вернуться к моему запросу",
