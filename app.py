@@ -21,6 +21,7 @@ from imgfinder.ui.results import (
     RUNTIME_LABELS,
     forget_like,
     forget_players_on_new_query,
+    query_picture,
     results_grid,
 )
 from imgfinder.ui.urlstate import first, remember, restore
@@ -195,6 +196,7 @@ def search_tab(
     left, right = st.columns(2)
     mode = left.radio(t("Search by"), MODES, format_func=t, horizontal=True, key="mode")
     show = right.radio(t("Show"), tuple(SHOWS), format_func=t, horizontal=True, key="show")
+    upload = None
     if mode == "Text":
         typed = st.text_input(
             t("Describe what you are looking for, in English or Russian"),
@@ -218,6 +220,8 @@ def search_tab(
         st.info(md(t("More like {name}", name=like["name"])), icon=":material/auto_awesome:")
         st.button(t("Back to my query"), on_click=forget_like)
         query = Query.like(like["item_id"])
+    uploaded = upload.getvalue() if mode == "Image" and upload is not None else None
+    query_picture(service, selection.collection, uploaded, like["item_id"] if like else None)
     query = refine(query, mode)
     if query is None:
         welcome(service, selection, mode)

@@ -725,3 +725,24 @@ def test_a_heic_photo_is_a_query(app: AppTest, library: Path) -> None:
     app.get("file_uploader")[0].set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic"))
     rerun(app)
     assert not app.error and names(app)[0].startswith("green_"), names(app)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    """Captions of the pictures in the main area."""
+    return [caption for element in at.main.get("image") for caption in element.captions]
+
+
+def test_the_query_picture_is_shown_above_the_results(app: AppTest, library: Path) -> None:
+    closest_anyway(app)
+    search(app, "blue")
+    assert "More like this picture" not in image_captions(app)
+    next(b for b in app.main.button if b.key and b.key.startswith("like-")).click()
+    rerun(app)
+    assert image_captions(app)[0] == "More like this picture"
+    next(b for b in app.button if b.label == "Back to my query").click()
+    app.radio(key="mode").set_value("Image")
+    rerun(app)
+    data = (library / "album" / "green_1.png").read_bytes()
+    app.get("file_uploader")[0].set_value(("photo.png", data, "image/png"))
+    rerun(app)
+    assert image_captions(app)[0] == "Your picture"

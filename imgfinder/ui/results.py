@@ -26,6 +26,8 @@ RUNTIME_LABELS = {
 }
 #: moments of one video offered as thumbnails with a play button, best first
 MOMENTS_SHOWN = 4
+#: the side the query's own picture is decoded to for showing it
+QUERY_SIDE = 240
 #: seconds a map may take on the page; a slow model gets a coarser map from fewer views
 MAP_BUDGET = 5.0
 METHOD_LABELS = {"masks": "Hiding parts", "gradcam": "Gradients (PyTorch)"}
@@ -64,6 +66,23 @@ def relevance_map(service: Service, selection: Selection, query: Query, item_id:
             time=time_taken,
         )
     )
+
+
+def query_picture(
+    service: Service, collection: str, upload: bytes | None, like: int | None
+) -> None:
+    """The picture a search is by, small above its results: the "more like" item, else the
+    upload (decoded by the service, so a HEIC shows too)."""
+    try:
+        if like is not None:
+            thumb = service.thumbnail(collection, service.item(collection, like))
+            if thumb is not None:
+                st.image(str(thumb), width=120, caption=t("More like this picture"))
+        elif upload:
+            image = service.check_upload(upload, QUERY_SIDE).image
+            st.image(image, width=120, caption=t("Your picture"))
+    except ImgFinderError:
+        return  # the search itself says what is wrong with it
 
 
 def forget_like() -> None:

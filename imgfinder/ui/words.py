@@ -74,6 +74,8 @@ RUSSIAN: dict[str, str] = {
     ),
     "More like {name}": "Похожие на {name}",
     "Back to my query": "Вернуться к моему запросу",
+    "More like this picture": "Похожие на эту картинку",
+    "Your picture": "Ваша картинка",
     "Show the closest anyway": "Всё равно показать ближайшие",
     "Refine: but …, not …": "Уточнить: но …, не …",
     "But (a text this image or result should also match)": (
