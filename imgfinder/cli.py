@@ -339,6 +339,10 @@ def explain(
     method: Annotated[
         str, typer.Option(help="masks (any runtime) or gradcam (needs torch).")
     ] = "masks",
+    budget: Annotated[
+        float | None,
+        typer.Option(help="Seconds the masks may take; a slow model gets a coarser map."),
+    ] = None,
     model: ModelOpt = None,
     model_dir: ModelDirOpt = None,
     runtime: RuntimeOpt = "auto",
@@ -349,12 +353,13 @@ def explain(
 
     wanted = _query(query or None, like, exclude, not_weight, text_weight)
     service = _service(model_dir)
-    found = service.explain_file(model or service.default_model(), runtime, wanted, image, method)
+    key = model or service.default_model()
+    found = service.explain_file(key, runtime, wanted, image, method, budget)
     atomic_write(out, lambda handle: found.overlay().save(handle, format="PNG"))
     x, y = found.peak
     if as_json:
         details = {"map": str(out), "peak": [x, y], "score": found.score, "method": found.method}
-        console.print_json(json.dumps({**details, "seconds": found.seconds}))
+        console.print_json(json.dumps({**details, "seconds": found.seconds, "views": found.views}))
         return
     console.print(
         f"{out}: strongest at {x:.0%} across, {y:.0%} down; score {found.score:.3f} "

@@ -90,6 +90,8 @@ def relevance_map(
         raise ConfigError(f"the relevance method is one of {', '.join(METHODS)}, not {method!r}")
     if masks < 1:
         raise ConfigError(f"the masking method needs at least one mask, not {masks}")
+    if budget is not None and not budget > 0:  # NaN fails this too
+        raise ConfigError(f"a map's time budget is a number of seconds above 0, not {budget}")
     started = time.perf_counter()
     image = _bounded(to_rgb(image))
     target = np.asarray(target, dtype=np.float32)

@@ -707,10 +707,16 @@ class Service:
         return relevance_map(explainer, image, vector, method=method, budget=budget)
 
     def explain_file(
-        self, key: str, runtime: str, query: Query, image: str | os.PathLike[str], method: str
+        self,
+        key: str,
+        runtime: str,
+        query: Query,
+        image: str | os.PathLike[str],
+        method: str,
+        budget: float | None = None,
     ) -> RelevanceMap:
         """A relevance map for any image file and a text or image-file query, with no collection
-        (the CLI's `explain`)."""
+        (the CLI's `explain`); `budget` as in `explain`."""
         embedder = self.embedder(key, runtime)
         vectors = []
         for term in (replace(query, terms=()), *(term for term, _ in query.terms)):
@@ -723,7 +729,8 @@ class Service:
         weights = [weight for _, weight in query.terms]
         vector = mix(vectors[0], list(zip(vectors[1:], weights, strict=True)))
         explainer = self._explainer(embedder, key, method)
-        return relevance_map(explainer, _read_image(image, MAP_SIDE), vector, method=method)
+        picture = _read_image(image, MAP_SIDE)
+        return relevance_map(explainer, picture, vector, method=method, budget=budget)
 
     def _explainer(self, embedder: Embedder, key: str, method: str) -> Embedder:
         """The embedder a method runs on: the gradient one needs the model's PyTorch runtime."""

@@ -244,3 +244,14 @@ def test_a_relevance_map_refused_with_the_library_s_sentence(
     assert answer.status_code == status, answer.text
     message = answer.json()["error"]
     assert message.startswith(start) and message.endswith("."), message
+
+
+def test_a_map_s_time_budget_is_checked_and_kept(shells: Shells) -> None:
+    item, _ = first_of(shells, "yellow", "triangle")
+    url = f"{shells.base}/items/{item}/explain"
+    for bad in ("nan", "inf", "0", "-1", "601"):
+        answer = shells.client.get(url, params={"q": "a yellow triangle", "budget": bad})
+        assert answer.status_code in (400, 422), answer.text
+        assert "budget" in answer.json()["error"].lower(), answer.text
+    hurried = shells.client.get(url, params={"q": "a yellow triangle", "budget": "0.001"})
+    assert hurried.status_code == 200 and hurried.headers["content-type"] == "image/png"

@@ -112,6 +112,24 @@ def test_the_cli_writes_the_map(
         monkeypatch, capsys, "explain", query, str(picture), "-o", str(out), "--json"
     )
     assert inside(tuple(json.loads(details)["peak"]), part.box), details
+    assert json.loads(details)["views"] == 500
+    _, hurried, _ = cli_main(
+        monkeypatch,
+        capsys,
+        "explain",
+        query,
+        str(picture),
+        "-o",
+        str(out),
+        "--json",
+        "--budget",
+        "0.001",
+    )
+    assert json.loads(hurried)["views"] == 50
+    code, _, err = cli_main(
+        monkeypatch, capsys, "explain", query, str(picture), "-o", str(out), "--budget", "nan"
+    )
+    assert code == 1 and "time budget is a number of seconds above 0" in err
     code, _, err = cli_main(
         monkeypatch, capsys, "explain", "qwertyuiop", str(picture), "-o", str(out)
     )
@@ -142,5 +160,5 @@ def test_a_budget_stops_the_masks_early(demo_embedder) -> None:
     target = demo_embedder.embed_texts(["a red circle"])[0]
     whole = relevance_map(demo_embedder, image, target)
     assert whole.views == 500
-    hurried = relevance_map(demo_embedder, image, target, budget=0.0)
+    hurried = relevance_map(demo_embedder, image, target, budget=1e-9)
     assert hurried.views == 50 and hurried.heat.max() == pytest.approx(1.0, abs=0.02)
