@@ -198,9 +198,21 @@ def expect_cards(page, *expected: str | re.Pattern[str]) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+    """Pick `option` from a select box. A rerun that is still finishing (the previous step's
+    cards can already be on screen) may close the list just opened, so open it again then."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.get_by_role("combobox", name=label, exact=True)
+    for attempt in range(3):
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    expect(box).to_have_value(option)
 
 
 def slide(page, label: str, key: str, value: str) -> None:
@@ -428,7 +440,7 @@ def walk_through(page, library: Path) -> None:
 
     # a new collection, filled from the Index tab: progress, summary with skipped files
     page.get_by_text("New collection").click()
-    page.get_by_label("Name").fill("fresh")
+    page.get_by_label("Name", exact=True).fill("fresh")
     page.get_by_role("button", name="Create").click()
     expect(page.get_by_role("combobox", name="Collection")).to_have_value("fresh")
     page.get_by_role("tab", name="Index").click()
