@@ -217,12 +217,17 @@ def test_no_results_in_an_empty_collection(app: AppTest, library: Path) -> None:
     assert "collection name uses letters" in app.sidebar.error[0].value
 
 
+def upload(at: AppTest, name: str, data: bytes, kind: str) -> AppTest:
+    """Switch to image search and upload `data` as the file `name` of MIME type `kind`."""
+    at.radio(key="mode").set_value("Image")
+    rerun(at)
+    at.get("file_uploader")[0].set_value((name, data, kind))
+    return rerun(at)
+
+
 def test_image_upload_ranks_the_same_image_first(app: AppTest, library: Path) -> None:
-    app.radio(key="mode").set_value("Image")
-    rerun(app)
     data = (library / "album" / "green_1.png").read_bytes()
-    app.get("file_uploader")[0].set_value(("photo.bin", data, "application/octet-stream"))
-    rerun(app)
+    upload(app, "photo.bin", data, "application/octet-stream")
     assert names(app)[0] == "green_1.png"
     assert captions(app)[captions(app).index(timings(app)) + 1].startswith("score 1.000 · ")
 
@@ -719,11 +724,8 @@ def test_a_heic_photo_is_a_query(app: AppTest, library: Path) -> None:
     assert register_heif()
     buffer = io.BytesIO()
     Image.open(library / "album" / "green_1.png").save(buffer, format="HEIF")
-    app.radio(key="mode").set_value("Image")
-    rerun(app)
     closest_anyway(app)
-    app.get("file_uploader")[0].set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic"))
-    rerun(app)
+    upload(app, "IMG_0001.HEIC", buffer.getvalue(), "image/heic")
     assert not app.error and names(app)[0].startswith("green_"), names(app)
 
 
@@ -740,9 +742,5 @@ def test_the_query_picture_is_shown_above_the_results(app: AppTest, library: Pat
     rerun(app)
     assert image_captions(app)[0] == "More like this picture"
     next(b for b in app.button if b.label == "Back to my query").click()
-    app.radio(key="mode").set_value("Image")
-    rerun(app)
-    data = (library / "album" / "green_1.png").read_bytes()
-    app.get("file_uploader")[0].set_value(("photo.png", data, "image/png"))
-    rerun(app)
+    upload(app, "photo.png", (library / "album" / "green_1.png").read_bytes(), "image/png")
     assert image_captions(app)[0] == "Your picture"
