@@ -31,6 +31,10 @@ SORTS = ("Best first", "Worst first")
 MODES = ("Text", "Image")
 SCALES = {"confidence": "Confidence", "cosine": "Cosine"}
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
+DEMO_NOTE = (
+    "The demo model knows only its synthetic world: colours, shapes, sizes, counts and "
+    "backgrounds. For your own photos, pick or download a CLIP model."
+)
 #: the empty page's explanations (English keys of `t`)
 EMPTY = {
     "nothing_indexed": "This collection has nothing indexed yet — add a folder in the Index tab.",
@@ -155,6 +159,8 @@ def model_control(service: Service, collection: str) -> str | None:
     )
     info = models[model]
     st.caption(md(f"{info.description} · {', '.join(info.languages)}"))
+    if info.family == "demo":
+        st.info(t(DEMO_NOTE), icon=":material/info:")
     return model
 
 

@@ -641,8 +641,9 @@ def test_more_like_this_travels_in_the_url(app: AppTest) -> None:
 
 
 UI_SOURCES = [Path(APP), *sorted((Path(APP).parent / "imgfinder" / "ui").glob("*.py"))]
-#: the page's tables of labels, shown through `t`
+#: the page's tables of labels and its long texts, shown through `t`
 LABEL_TABLES = {"EMPTY", "SORTS", "MODES", "SCALES", "SHOWS", "PHASES", "METHOD_LABELS"}
+LABEL_TABLES |= {"DEMO_NOTE", "WHY_HELP"}
 
 
 def page_words() -> set[str]:
@@ -657,7 +658,7 @@ def page_words() -> set[str]:
             if called and node.args and isinstance(node.args[0], ast.Constant):
                 words.add(node.args[0].value)
             if isinstance(node, ast.Assign) and any(
-                getattr(target, "id", "") in LABEL_TABLES | {"WHY_HELP"} for target in node.targets
+                getattr(target, "id", "") in LABEL_TABLES for target in node.targets
             ):
                 value = ast.literal_eval(node.value)
                 if isinstance(value, dict):
@@ -744,3 +745,10 @@ def test_the_query_picture_is_shown_above_the_results(app: AppTest, library: Pat
     next(b for b in app.button if b.label == "Back to my query").click()
     upload(app, "photo.png", (library / "album" / "green_1.png").read_bytes(), "image/png")
     assert image_captions(app)[0] == "Your picture"
+
+
+def test_the_page_says_what_the_demo_model_knows(app: AppTest) -> None:
+    notes = [i.value for i in app.sidebar.info]
+    assert any(n.startswith("The demo model knows only its synthetic world") for n in notes)
+    russian = fresh_page({"lang": "ru"})
+    assert any(i.value.startswith("Демо-модель знает только") for i in russian.sidebar.info)

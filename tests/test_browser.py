@@ -222,8 +222,12 @@ def slide(page, label: str, key: str, value: str) -> None:
 
 
 def alert(page, kind: str):
-    """The text of st.info / st.error / ... messages (their icon left out)."""
-    return page.locator(f'[data-testid="stAlertContent{kind}"] [data-testid="stMarkdownContainer"]')
+    """The text of the main area's st.info / st.error / ... messages (their icon left out;
+    the sidebar's standing notes, such as what the demo model knows, are not among them)."""
+    return page.locator(
+        f'[data-testid="stMain"] [data-testid="stAlertContent{kind}"] '
+        '[data-testid="stMarkdownContainer"]'
+    )
 
 
 def starts(prefix: str) -> re.Pattern[str]:

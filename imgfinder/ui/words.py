@@ -53,6 +53,11 @@ RUSSIAN: dict[str, str] = {
     "Worst first": "Сначала худшие",
     "Model": "Модель",
     "{key} — not downloaded": "{key} — не скачана",
+    "The demo model knows only its synthetic world: colours, shapes, sizes, counts and "
+    "backgrounds. For your own photos, pick or download a CLIP model.": (
+        "Демо-модель знает только свой синтетический мир: цвета, формы, размеры, количество и "
+        "фон. Для своих фото выберите или скачайте модель CLIP."
+    ),
     "Index": "Индекс",
     "Index|tab": "Индексация",
     "Index parameters": "Параметры индекса",
