@@ -450,14 +450,18 @@ class SearchModel:
             held = self._calibration
             if held is None or held.stale(len(index)):
                 held = Calibration(self._centroid(), {}, len(index))
-            if name not in held.null and name in MODALITIES:
-                vectors = self._null_vectors(name)
-                held = held.with_null(name, vectors, index.search(vectors, 1)[0][:, 0])
-                self._save_calibration(held, name, vectors)
-            elif name not in held.null:
-                pools = {m: self._null_vectors(m) for m, _ in modality}
-                vectors = mixed_null(modality, pools)  # type: ignore[arg-type]
-                held = held.with_null(name, vectors, index.search(vectors, 1)[0][:, 0])
+            if name not in held.null:
+                # a combined form is measured from its terms' unrelated queries: those are
+                # measured (and kept on disk) first, so a new form never embeds them again
+                bases = [name] if name in MODALITIES else sorted({m for m, _ in modality})
+                for base in (m for m in bases if m not in held.null):
+                    vectors = self._null_vectors(base)
+                    held = held.with_null(base, vectors, index.search(vectors, 1)[0][:, 0])
+                    self._save_calibration(held, base, vectors)
+                if name not in MODALITIES:
+                    pools = {m: self._null_vectors(m) for m in bases}
+                    vectors = mixed_null(modality, pools)  # type: ignore[arg-type]
+                    held = held.with_null(name, vectors, index.search(vectors, 1)[0][:, 0])
             self._calibration = held
             return held
 

@@ -159,3 +159,23 @@ def test_unrelated_queries_that_cancel_out_are_left_out() -> None:
     assert form_name((("image", 1.0), ("text", -0.5))) == "image-0.5*text"
     with pytest.raises(ConfigError, match="modality must be one of"):
         form_name("video")
+
+
+def test_a_new_form_never_embeds_the_unrelated_queries_again(
+    photo_folder, tmp_path, embedder, monkeypatch
+) -> None:
+    from imgfinder.relevance import NULL_TEXTS
+    from imgfinder.search import SearchModel
+
+    model = SearchModel(tmp_path / "c", embedder)
+    model.index([photo_folder])
+    batches: list[int] = []
+    embed = embedder.embed_texts
+    monkeypatch.setattr(
+        embedder, "embed_texts", lambda texts: batches.append(len(texts)) or embed(texts)
+    )
+    for weight in (-0.5, -0.25, 1.0):
+        model.calibration((("image", 1.0), ("text", weight)))
+    assert batches.count(len(NULL_TEXTS)) == 1, batches
+    assert "text" in model.calibration("text").null  # measured and kept on the way
+    model.close()
