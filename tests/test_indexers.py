@@ -218,6 +218,35 @@ def test_save_load_round_trip(make: Make, tmp_path: Path) -> None:
         close(loaded)
 
 
+def test_filtered_search_returns_only_allowed_ids_and_k_of_them(make: Make, backend: str) -> None:
+    """The filter is applied inside the search: a rare id set still fills k slots."""
+    index = make()
+    vectors = random_unit(500, seed=30)
+    ids = np.arange(500) * 2  # even ids only, so odd allowed ids are unknown
+    index.add(ids, vectors)
+    index.remove(ids[:20])
+    stored = ids[20:]
+    queries = random_unit(8, seed=31)
+    rng = np.random.default_rng(32)
+    for share in (0.01, 0.04, 0.2, 0.6):
+        allowed = rng.choice(stored, max(1, int(share * len(stored))), replace=False)
+        with_unknown = np.concatenate([allowed, [1, 3, ids[0]]])
+        scores, found = index.search(queries, 10, with_unknown)
+        assert scores.shape == found.shape == (8, 10)
+        hits = found[found >= 0]
+        assert np.isin(hits, allowed).all(), f"{backend} at {share}: an id outside the filter"
+        expected = min(10, len(allowed))
+        assert ((found >= 0).sum(axis=1) == expected).all(), f"{backend} at {share}: short"
+        assert (np.diff(scores[:, :expected], axis=1) <= 1e-6).all()
+        if BACKENDS[backend][2]:  # exact backends: identical to filtering the full ranking
+            rows = np.flatnonzero(np.isin(ids, allowed))
+            truth_scores, truth = brute_force(vectors[rows], ids[rows], queries, expected)
+            np.testing.assert_allclose(scores[:, :expected], truth_scores, atol=1e-5)
+            assert (np.sort(found[:, :expected]) == np.sort(truth)).all()
+    scores, found = index.search(queries, 5, np.array([], dtype=np.int64))
+    assert (found == -1).all() and np.isneginf(scores).all()
+
+
 # -- recall against the exact oracle -------------------------------------------------------------
 
 # 5000 clustered 64-d vectors: exact-search backends must be perfect; ANN ones get floors a
@@ -261,6 +290,31 @@ def test_recall_at_10_against_exact(
         close(index)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= floor, f"{variant}: recall@10 {recall:.3f} < {floor}"
+
+
+@pytest.mark.parametrize("variant", list(RECALL))
+@pytest.mark.parametrize("share", [0.01, 0.1, 0.5])
+def test_filtered_recall_at_10_against_exact(
+    variant: str, share: float, recall_data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Filtered searches keep the unfiltered recall floor: a 1 % filter is scanned, wider
+    ones walk the graph further."""
+    data, queries, _ = recall_data
+    queries = queries[:40]  # qdrant's in-process engine checks an id list point by point
+    name, params, floor = RECALL[variant]
+    allowed = np.random.default_rng(33).choice(len(data), int(share * len(data)), replace=False)
+    oracle = ExactIndexer(64)
+    oracle.add(np.arange(len(data)), data)
+    _, truth = oracle.search(queries, 10, allowed)
+    index = create_indexer(name, 64, **params)
+    try:
+        index.add(np.arange(len(data)), data)
+        _, found = index.search(queries, 10, allowed)
+    finally:
+        close(index)
+    assert np.isin(found, allowed).all() and (found >= 0).all()
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= floor, f"{variant} filtered to {share}: recall@10 {recall:.3f} < {floor}"
 
 
 # -- backend specifics ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ class Indexer(ABC):
 
     `search` always returns arrays of shape [nq, k]: scores are cosine similarities sorted
     descending, padded with -inf where fewer than k vectors exist; ids are padded with -1.
+    With `allowed` (an array of ids), only those ids can be returned, and k of them are when
+    k of them are stored: the filter is applied inside the search, not to its top k.
     """
 
     name: ClassVar[str]
@@ -36,8 +38,10 @@ class Indexer(ABC):
         """Forget the given ids; unknown ids are ignored."""
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (scores float32[nq, k], ids int64[nq, k])."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores float32[nq, k], ids int64[nq, k]), of `allowed` ids only if given."""
 
     @abstractmethod
     def __len__(self) -> int: ...

@@ -18,8 +18,13 @@ from imgfinder.errors import ConfigError, IndexerError, MissingExtraError
 from imgfinder.indexers.base import as_queries, empty_result
 
 DATA_FILE = "vectors.npz"
-#: upper bound for one [queries, n] block of scores, so search memory does not grow with nq
+#: upper bound for one [queries, rows] block of scores (and a chunk of rows as float32), so
+#: exact search memory grows with neither the number of queries nor of rows
 SEARCH_BLOCK_BYTES = 64 << 20
+#: queries scored together against each chunk of rows
+QUERY_BLOCK = 4096
+#: a filter passing at most this share of the vectors is answered by scoring only those
+SCAN_SHARE = 0.05
 
 
 def import_extra(module: str, package: str, extra: str) -> ModuleType:
@@ -124,28 +129,64 @@ def finish(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return out_scores, out_ids
 
 
+def as_allowed(allowed: Any) -> np.ndarray | None:
+    """The ids a filtered search may return, as sorted unique int64; None lets any id through."""
+    return None if allowed is None else np.unique(as_ids(allowed))
+
+
+def prefers_scan(allowed: int, total: int) -> bool:
+    """Whether a filter keeps so few vectors that scoring just those beats an approximate
+    search: exact, and cheaper than walking a graph past the many that do not pass."""
+    return allowed <= SCAN_SHARE * total
+
+
 def exact_search(
-    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner products of unit queries against unit rows, in bounded-memory blocks."""
-    nq, n = len(queries), len(ids)
-    if nq == 0 or n == 0:
+    """Top-k inner products of unit queries against unit rows (all, or only `rows`).
+
+    Streams over the rows in chunks, keeping a running top-k, so memory stays bounded whatever
+    the number of rows; `vectors` may be a float16 memory map, converted a chunk at a time.
+    """
+    nq = len(queries)
+    count = len(ids) if rows is None else len(rows)
+    if nq == 0 or count == 0:
         return empty_result(nq, k)
-    top = min(k, n)
+    top = min(k, count)
     scores = np.empty((nq, top), dtype=np.float32)
-    rows = np.empty((nq, top), dtype=np.int64)
-    block = max(1, SEARCH_BLOCK_BYTES // (4 * n))
-    for start in range(0, nq, block):
-        sims = queries[start : start + block] @ vectors.T
-        if top < n:
-            best = np.argpartition(sims, n - top, axis=1)[:, n - top :]
-            sims = np.take_along_axis(sims, best, axis=1)
-        else:
-            best = np.broadcast_to(np.arange(n), sims.shape)
-        order = np.argsort(-sims, axis=1, kind="stable")
-        scores[start : start + block] = np.take_along_axis(sims, order, axis=1)
-        rows[start : start + block] = np.take_along_axis(best, order, axis=1)
-    return finish(scores, ids[rows], k)
+    found = np.empty((nq, top), dtype=np.int64)
+    for first in range(0, nq, QUERY_BLOCK):
+        block = queries[first : first + QUERY_BLOCK]
+        chunk = max(1024, SEARCH_BLOCK_BYTES // (4 * max(len(block), block.shape[1])))
+        best = np.zeros((len(block), 0), dtype=np.float32)
+        best_rows = np.zeros((len(block), 0), dtype=np.int64)
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            span = np.arange(start, stop) if rows is None else rows[start:stop]
+            part = vectors[start:stop] if rows is None else vectors[span]
+            sims = block @ np.asarray(part, dtype=np.float32).T
+            sims, span = _top_columns(sims, np.broadcast_to(span, sims.shape), top)
+            best, best_rows = _top_columns(
+                np.concatenate([best, sims], axis=1),
+                np.concatenate([best_rows, span], axis=1),
+                top,
+            )
+        order = np.argsort(-best, axis=1, kind="stable")
+        scores[first : first + len(block)] = np.take_along_axis(best, order, axis=1)
+        found[first : first + len(block)] = np.take_along_axis(best_rows, order, axis=1)
+    return finish(scores, ids[found], k)
+
+
+def _top_columns(scores: np.ndarray, rows: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` best columns of each row of `scores` (unordered), with their `rows`."""
+    if scores.shape[1] <= top:
+        return scores, rows
+    keep = np.argpartition(scores, scores.shape[1] - top, axis=1)[:, -top:]
+    return np.take_along_axis(scores, keep, axis=1), np.take_along_axis(rows, keep, axis=1)
 
 
 def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -185,6 +226,17 @@ class IdVectors:
     @property
     def vectors(self) -> np.ndarray:
         return self._vectors[: self._size]
+
+    def rows_of(self, allowed: np.ndarray) -> np.ndarray:
+        """The rows, ascending, of the ids in `allowed` that are stored."""
+        return np.flatnonzero(np.isin(self.ids, allowed))
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over every stored row, or only over the ids in `allowed`."""
+        rows = None if allowed is None else self.rows_of(allowed)
+        return exact_search(self.vectors, self.ids, queries, k, rows)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store validated rows (see `as_vectors`); known ids are overwritten in place."""

@@ -12,10 +12,10 @@ from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import (
     DATA_FILE,
     IdVectors,
+    as_allowed,
     as_ids,
     as_vectors,
     check_k,
-    exact_search,
     load_npz,
     positive_int,
     save_npz,
@@ -41,10 +41,12 @@ class ExactIndexer(Indexer):
     def remove(self, ids: np.ndarray) -> None:
         self._store.remove(as_ids(ids))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
-        return exact_search(self._store.vectors, self._store.ids, queries, k)
+        return self._store.search(queries, k, as_allowed(allowed))
 
     def __len__(self) -> int:
         return len(self._store)

@@ -34,6 +34,7 @@ from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
     IdVectors,
+    as_allowed,
     as_ids,
     as_vectors,
     check_k,
@@ -42,6 +43,7 @@ from imgfinder.indexers.common import (
     import_extra,
     load_npz,
     positive_int,
+    prefers_scan,
     save_npz,
     unit_queries,
 )
@@ -123,23 +125,54 @@ class FaissIndexer(Indexer):
                 self._selector = None
                 self._compact_if_mostly_dead()
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
+        allowed = as_allowed(allowed)
         if not self._index.is_trained:
-            return exact_search(self._pending.vectors, self._pending.ids, queries, k)
+            return self._pending.search(queries, k, allowed)
         size = len(self)
-        if size == 0 or len(queries) == 0:
+        if size == 0 or len(queries) == 0 or (allowed is not None and len(allowed) == 0):
             return empty_result(len(queries), k)
         top = min(k, size)
+        if allowed is None:
+            params = self._live_filter()[1] if self._tombstones else None
+            return self._search_rows(queries, top, params, k)
         if not self._tombstones:
-            scores, labels = self._index.search(queries, top)
-            return finish(scores, labels, k)
-        scores, rows = self._index.search(queries, top, params=self._live_filter())
+            passing = allowed
+            selector = self._faiss.IDSelectorBatch(allowed)
+        else:
+            passing = self._live_rows_of(allowed)
+            if not len(passing):
+                return empty_result(len(queries), k)
+            if prefers_scan(len(passing), size):
+                vectors = self._index.reconstruct_batch(passing)
+                return exact_search(vectors, self._labels[passing], queries, k)
+            selector = self._row_selector(passing)
+        # fewer rows pass the filter where the search looks: look further in proportion (more
+        # IVF lists, a wider HNSW walk), and further again for queries still short of k
+        needed = min(top, len(passing))
+        widen = size / len(passing)
+        while True:
+            scores, ids = self._search_rows(queries, top, self._params(selector, widen), k)
+            if (ids >= 0).sum(axis=1).min() >= needed or widen >= size:
+                return scores, ids
+            widen = min(float(size), 4 * widen)
+
+    def _search_rows(
+        self, queries: np.ndarray, top: int, params: Any, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's answer as our ids: labels where the index keeps ids, else rows mapped back
+        (dead rows dropped, should a wrapper ignore the selector)."""
+        scores, found = self._index.search(queries, top, params=params)
+        if not self._tombstones:
+            return finish(scores, found, k)
         ntotal = self._index.ntotal
-        valid = (rows >= 0) & (rows < ntotal)
-        safe = np.where(valid, rows, 0)
-        valid &= self._live[safe]  # belt and braces if a wrapper ignored the selector
+        valid = (found >= 0) & (found < ntotal)
+        safe = np.where(valid, found, 0)
+        valid &= self._live[safe]
         return finish(scores, np.where(valid, self._labels[safe], -1), k)
 
     def __len__(self) -> int:
@@ -319,7 +352,7 @@ class FaissIndexer(Indexer):
         self._labels = np.zeros(0, dtype=np.int64)
         self._live = np.zeros(0, dtype=bool)
         self._row: dict[int, int] = {}
-        self._selector: tuple[Any, ...] | None = None
+        self._selector: tuple[Any, Any] | None = None
 
     def _append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         start = int(self._index.ntotal)
@@ -350,21 +383,42 @@ class FaissIndexer(Indexer):
         if len(rows):
             self._append(ids, vectors)
 
-    def _live_filter(self) -> Any:
-        """Search parameters that skip dead rows, or None when every row is live."""
+    def _live_rows_of(self, allowed: np.ndarray) -> np.ndarray:
+        """The live rows, ascending, that hold ids in `allowed`."""
+        ntotal = int(self._index.ntotal)
+        return np.flatnonzero(self._live[:ntotal] & np.isin(self._labels[:ntotal], allowed))
+
+    def _live_filter(self) -> tuple[Any, Any]:
+        """(selector, search parameters) that skip dead rows; (None, None) when all are live.
+        Kept until rows change: the selector is a bitmap over every row."""
         ntotal = int(self._index.ntotal)
         if ntotal == len(self._row):
-            return None
+            return None, None
         if self._selector is None:
-            faiss = self._faiss
-            bitmap = np.packbits(self._live[:ntotal], bitorder="little")
-            selector = faiss.IDSelectorBitmap(bitmap)
-            core = self._core()
-            if isinstance(core, faiss.IndexHNSW):
-                params = faiss.SearchParametersHNSW()
-                params.efSearch = core.hnsw.efSearch
-            else:
-                params = faiss.SearchParameters()
-            params.sel = selector
-            self._selector = (selector, params)
-        return self._selector[1]
+            selector = self._row_selector(np.flatnonzero(self._live[:ntotal]))
+            self._selector = (selector, self._params(selector))
+        return self._selector
+
+    def _row_selector(self, rows: np.ndarray) -> Any:
+        """A selector that lets only `rows` through (keep it alive while FAISS searches)."""
+        passing = np.zeros(int(self._index.ntotal), dtype=bool)
+        passing[rows] = True
+        return self._faiss.IDSelectorBitmap(np.packbits(passing, bitorder="little"))
+
+    def _params(self, selector: Any, widen: float = 1.0) -> Any:
+        """Search parameters carrying `selector`, of the type the index at the core takes;
+        an HNSW graph's efSearch, or the IVF lists probed, multiplied by `widen`."""
+        faiss = self._faiss
+        core = self._core()
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if isinstance(core, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(np.ceil(core.hnsw.efSearch * widen))
+        elif ivf is not None:
+            ivf = faiss.downcast_index(ivf)
+            params = faiss.SearchParametersIVF()
+            params.nprobe = min(ivf.nlist, int(np.ceil(ivf.nprobe * widen)))
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector
+        return params

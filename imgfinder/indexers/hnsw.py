@@ -26,13 +26,16 @@ from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
     DATA_FILE,
     IdVectors,
+    as_allowed,
     as_ids,
     as_vectors,
     check_k,
+    exact_search,
     finish,
     import_extra,
     load_npz,
     positive_int,
+    prefers_scan,
     save_npz,
     unit_queries,
 )
@@ -66,25 +69,63 @@ class HnswIndexer(Indexer):
         if self._store.remove(as_ids(ids)):
             self._graph = None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
         size, nq = len(self._store), len(queries)
         if size == 0 or nq == 0:
             return empty_result(nq, k)
+        allowed = as_allowed(allowed)
+        if allowed is None:
+            return finish(*self._graph_search(queries, min(k, size)), k)
+        rows = self._store.rows_of(allowed)
+        if prefers_scan(len(rows), size):
+            return exact_search(self._store.vectors, self._store.ids, queries, k, rows)
+        # nmslib cannot filter inside the graph: ask for more neighbours, in proportion to how
+        # few pass, and for more again while any query has fewer than k that pass
+        needed = min(k, len(rows))
+        top = min(size, int(np.ceil(3 * k * size / len(rows))))
+        while True:
+            scores, ids = self._graph_search(queries, top, ef=2 * top)
+            passed = np.isin(ids, allowed)
+            if top == size or (passed.sum(axis=1) >= needed).all():
+                scores = np.where(passed, scores, -np.inf)
+                order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+                ids = np.where(passed, ids, -1)
+                return finish(
+                    np.take_along_axis(scores, order, axis=1),
+                    np.take_along_axis(ids, order, axis=1),
+                    k,
+                )
+            top = min(size, 4 * top)
+
+    def _graph_search(
+        self, queries: np.ndarray, top: int, ef: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores and ids of each query's `top` graph neighbours (padded -inf / -1),
+        walking at least `ef` candidates (the configured efSearch when more)."""
         graph = self._built_graph()
-        top = min(k, size)
-        if nq == 1:
-            answers = [graph.knnQuery(queries[0], k=top)]
-        else:
-            answers = graph.knnQueryBatch(queries, k=top, num_threads=0)
+        nq = len(queries)
+        wider = ef > self.params["efSearch"]
+        if wider:
+            graph.setQueryTimeParams({"efSearch": ef})
+        try:
+            if nq == 1:
+                answers = [graph.knnQuery(queries[0], k=top)]
+            else:
+                answers = graph.knnQueryBatch(queries, k=top, num_threads=0)
+        finally:
+            if wider:
+                graph.setQueryTimeParams({"efSearch": self.params["efSearch"]})
         rows = np.full((nq, top), -1, dtype=np.int64)
         distances = np.full((nq, top), np.inf, dtype=np.float32)
         for i, (found, dist) in enumerate(answers):
             rows[i, : len(found)] = found
             distances[i, : len(dist)] = dist
         ids = np.where(rows >= 0, self._store.ids[np.maximum(rows, 0)], -1)
-        return finish(1.0 - distances, ids, k)
+        return 1.0 - distances, ids
 
     def __len__(self) -> int:
         return len(self._store)

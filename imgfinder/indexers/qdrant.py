@@ -23,6 +23,7 @@ import numpy as np
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
+    as_allowed,
     as_ids,
     as_vectors,
     check_k,
@@ -100,16 +101,24 @@ class QdrantIndexer(Indexer):
             selector = self._models.PointIdsList(points=ids[start : start + _BATCH].tolist())
             self._client.delete(self.params["collection"], points_selector=selector, wait=True)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
+        allowed = as_allowed(allowed)
         # No count() first: it costs a scan in the in-process engine; short answers are padded.
         nq = len(queries)
         scores, ids = empty_result(nq, k)
+        if allowed is not None and len(allowed) == 0:
+            return scores, ids
         models = self._models
+        only = None
+        if allowed is not None:
+            only = models.Filter(must=[models.HasIdCondition(has_id=allowed.tolist())])
         for start in range(0, nq, _BATCH):
             requests = [
-                models.QueryRequest(query=q.tolist(), limit=k, with_payload=False)
+                models.QueryRequest(query=q.tolist(), limit=k, filter=only, with_payload=False)
                 for q in queries[start : start + _BATCH]
             ]
             answers = self._client.query_batch_points(self.params["collection"], requests)
