@@ -15,6 +15,7 @@ import mimetypes
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
@@ -78,7 +79,6 @@ Scale = Annotated[
     ScaleName,
     Query(description="What threshold means: confidence against unrelated queries, or cosine."),
 ]
-Only = Annotated[Kind | None, Query(description="Only images or only video moments.")]
 ItemId = Annotated[int, FastPath(ge=0, le=2**63 - 1, description="A stored item's id.")]
 ModelKey = Annotated[
     str | None,
@@ -158,7 +158,7 @@ class SearchOut(BaseModel):
     hits: list[HitOut]
     empty: str | None = Field(
         None,
-        description="Why there are no hits: nothing_indexed, no_such_kind, "
+        description="Why there are no hits: nothing_indexed, no_such_kind, filtered_out, "
         "nothing_similar, below_threshold or no_confident_match.",
     )
     best_score: float | None = Field(
@@ -169,7 +169,27 @@ class SearchOut(BaseModel):
     search_ms: float
 
 
-class TextSearch(BaseModel):
+class Within(BaseModel):
+    """What a search is limited to; the filter is applied inside the search, so k hits come
+    back whenever k pass it."""
+
+    kind: Kind | None = Field(None, description="Only images or only video moments.")
+    folder: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="Only files under this folder: absolute, or relative to an indexed folder.",
+        examples=["2024/Italy"],
+    )
+    since: date | None = Field(
+        None,
+        description="Only what was taken on or after this day: the photo's EXIF date, else "
+        "the file's modification time.",
+    )
+    until: date | None = Field(None, description="Only what was taken on or before this day.")
+
+
+class TextSearch(Within):
     q: str = Field(min_length=1, max_length=1000, examples=["собака на пляже"])
     exclude: list[NotText] = Field(
         default_factory=list,
@@ -188,7 +208,6 @@ class TextSearch(BaseModel):
     k: int = Field(24, ge=1, le=1000)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
     scale: ScaleName = "confidence"
-    kind: Kind | None = None
     model: str | None = Field(None, max_length=200)
     indexer: str = "exact"
 
@@ -288,12 +307,15 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         query: SearchQuery,
         k: int,
         threshold: float | None,
-        kind: str | None,
+        within: Within,
         scale: str,
     ) -> Outcome:
         if threshold is None:
             threshold = service.default_threshold(service.model_info(chosen.model), scale)
-        return service.find(chosen, query, k, threshold, kind, scale=scale)
+        only = service.within(
+            chosen.collection, within.kind, within.folder, within.since, within.until
+        )
+        return service.find(chosen, query, k, threshold, only, scale=scale)
 
     def answer(name: str, chosen: Selection, outcome: Outcome) -> SearchOut:
         return SearchOut(
@@ -360,10 +382,10 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def search_get(
         name: str,
         q: Annotated[str, Query(min_length=1, max_length=1000, examples=["red car at night"])],
+        within: Annotated[Within, Query()],
         k: K = 24,
         threshold: Threshold = None,
         scale: Scale = "confidence",
-        kind: Only = None,
         model: ModelKey = None,
         indexer: IndexerName = "exact",
         exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
@@ -373,7 +395,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         `not` texts."""
         chosen = selection(name, model, indexer)
         query = _combined(SearchQuery.for_text(q), None, WITH_WEIGHT, exclude, not_weight)
-        found = find(chosen, query, k, threshold, kind, scale)
+        found = find(chosen, query, k, threshold, within, scale)
         return answer(name, chosen, found)
 
     @app.post("/collections/{name}/search", tags=["search"])
@@ -384,17 +406,17 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         query = _combined(
             SearchQuery.for_text(body.q), None, WITH_WEIGHT, body.exclude, body.not_weight
         )
-        found = find(chosen, query, body.k, body.threshold, body.kind, body.scale)
+        found = find(chosen, query, body.k, body.threshold, body, body.scale)
         return answer(name, chosen, found)
 
     @app.post("/collections/{name}/search/image", tags=["search"])
     def search_image(
         name: str,
         file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP, HEIC or AVIF image.")],
+        within: Annotated[Within, Query()],
         k: K = 24,
         threshold: Threshold = None,
         scale: Scale = "confidence",
-        kind: Only = None,
         model: ModelKey = None,
         q: WithText = None,
         text_weight: TextWeight = WITH_WEIGHT,
@@ -406,17 +428,17 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         chosen = selection(name, model)
         query = _combined(SearchQuery.for_image(data), q, text_weight, exclude, not_weight)
-        found = find(chosen, query, k, threshold, kind, scale)
+        found = find(chosen, query, k, threshold, within, scale)
         return answer(name, chosen, found)
 
     @app.get("/collections/{name}/items/{item_id}/similar", tags=["search"])
     def similar(
         name: str,
         item_id: ItemId,
+        within: Annotated[Within, Query()],
         k: K = 24,
         threshold: Threshold = None,
         scale: Scale = "confidence",
-        kind: Only = None,
         model: ModelKey = None,
         q: WithText = None,
         text_weight: TextWeight = WITH_WEIGHT,
@@ -427,7 +449,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         text ("more like this, but at night")."""
         chosen = selection(name, model)
         query = _combined(SearchQuery.like(item_id), q, text_weight, exclude, not_weight)
-        found = find(chosen, query, k, threshold, kind, scale)
+        found = find(chosen, query, k, threshold, within, scale)
         return answer(name, chosen, found)
 
     @app.get(

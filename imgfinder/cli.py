@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -223,6 +224,20 @@ def search(
     only: Annotated[
         str | None, typer.Option("--only", help="image or video: show only that kind.")
     ] = None,
+    folder: Annotated[
+        str | None,
+        typer.Option(help="Only files under this folder (or one under an indexed folder)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only what was taken on or after this day, YYYY-MM-DD (the photo's EXIF "
+            "date, else the file's time)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only what was taken on or before this day, YYYY-MM-DD.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Search a collection by text, by example image, or both ("like this, but at night");
@@ -238,7 +253,10 @@ def search(
     )
     if threshold is None:
         threshold = service.default_threshold(service.model_info(chosen.model), scale)
-    outcome = service.find(chosen, wanted, k, threshold, only, scale=scale)
+    if folder is not None and os.path.isdir(folder):
+        folder = os.path.abspath(folder)  # a shell's relative path means from here
+    within = service.within(chosen.collection, only, folder, since, until)
+    outcome = service.find(chosen, wanted, k, threshold, within, scale=scale)
     hits = outcome.hits
     if as_json:
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))
@@ -311,6 +329,8 @@ def _why_no_hits(outcome: Any, threshold: float) -> str:
         return f"no confident matches{closest}; --threshold 0 shows the closest anyway"
     if outcome.empty == "below_threshold":
         return f"no results above {threshold}"
+    if outcome.empty == "filtered_out":
+        return "nothing in this collection passes --folder, --since and --until"
     return "no results"
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import ImgFinderError, StorageError
 from imgfinder.media.frames import VideoSampling
-from imgfinder.media.images import decode_ahead, open_image
+from imgfinder.media.images import decode_ahead, open_image, taken_at
 from imgfinder.media.scan import ScannedFile, Skipped, content_hash, scan
 from imgfinder.store.catalog import FileRow, NewFile
 from imgfinder.store.collection import Collection
@@ -234,12 +234,13 @@ class Indexer:
         log.warning("skipped %s: %s", path, reason)
         self.report.skipped.append(Skipped(str(path), reason))
 
-    def _prepare(self, item: _Pending) -> np.ndarray:
+    def _prepare(self, item: _Pending) -> tuple[np.ndarray, str | None]:
+        """The model's input for an image, and when it was taken by its EXIF."""
         image = open_image(item.file.path, target_size=self.embedder.image_size)
-        return self.embedder.prepare_image(image)
+        return self.embedder.prepare_image(image), taken_at(image)
 
     def _embed_images(self, items: list[_Pending], root_ids: dict[str, int]) -> None:
-        batch: list[tuple[_Pending, np.ndarray]] = []
+        batch: list[tuple[_Pending, tuple[np.ndarray, str | None]]] = []
         done = 0
         self.progress(Progress("embed", 0, len(items)))
         in_flight = max(2 * self.batch_size, 8)
@@ -263,12 +264,15 @@ class Indexer:
         self.progress(Progress("embed", done, len(items)))
 
     def _commit_images(
-        self, batch: list[tuple[_Pending, np.ndarray]], root_ids: dict[str, int]
+        self,
+        batch: list[tuple[_Pending, tuple[np.ndarray, str | None]]],
+        root_ids: dict[str, int],
     ) -> None:
-        vectors = self.embedder.embed_prepared(np.stack([prepared for _, prepared in batch]))
+        vectors = self.embedder.embed_prepared(np.stack([prepared for _, (prepared, _) in batch]))
         rows = self.store.append(vectors)
         files = [_new_file(item.file, item.hash, root_ids) for item, _ in batch]
-        self.catalog.add_images(files, rows.tolist(), self.key)
+        taken = [when for _, (_, when) in batch]
+        self.catalog.add_images(files, rows.tolist(), self.key, taken)
         self.report.indexed += len(batch)
 
     def _embed_video(self, item: _Pending, root_ids: dict[str, int]) -> None:

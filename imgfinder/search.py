@@ -26,6 +26,7 @@ from imgfinder.errors import (
     ModelError,
     NotFoundError,
 )
+from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.registry import INDEXERS, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 MOMENT_GAP = 1.5
 #: a frame joins a moment when it scores within this fraction of the moment's best frame
 MOMENT_MARGIN = 0.1
-#: what a search can be limited to
-KINDS = ("image", "video")
+#: filters read from the catalog, kept per generation: a page's reruns ask for the same one
+_FILTER_CACHE = 8
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class SearchModel:
         self._saved_as: int | None = None
         self._lock = threading.RLock()
         self._calibration: Calibration | None = None
+        self._passing: dict[tuple[int, Filter], np.ndarray] = {}
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -300,27 +302,27 @@ class SearchModel:
         query: str,
         k: int = 20,
         threshold: float | None = None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         min_confidence: float | None = None,
     ) -> list[Hit]:
         """Images and video moments matching a text query, best first."""
         vector = self.encode_text(query)
-        return self.search_vector(vector, k, threshold, kind, min_confidence=min_confidence)
+        return self.search_vector(vector, k, threshold, only, min_confidence=min_confidence)
 
     def search_image(
         self,
         image: str | Path | bytes | Image.Image,
         k: int = 20,
         threshold: float | None = None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         min_confidence: float | None = None,
     ) -> list[Hit]:
         """Images and moments that look like `image` (a path, encoded bytes or PIL image)."""
         vector = self.encode_image(image)
         return self.search_vector(
-            vector, k, threshold, kind, min_confidence=min_confidence, modality="image"
+            vector, k, threshold, only, min_confidence=min_confidence, modality="image"
         )
 
     def encode_text(self, query: str) -> np.ndarray:
@@ -357,14 +359,14 @@ class SearchModel:
         item_id: int,
         k: int = 20,
         threshold: float | None = None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         min_confidence: float | None = None,
     ) -> list[Hit]:
         """More like a stored item (an image or a video frame), excluding the item itself."""
         vector = self.item_vector(item_id)
         hits = self.search_vector(
-            vector, k + 1, threshold, kind, min_confidence=min_confidence, modality="image"
+            vector, k + 1, threshold, only, min_confidence=min_confidence, modality="image"
         )
         return [h for h in hits if h.item_id != int(item_id)][:k]
 
@@ -373,24 +375,23 @@ class SearchModel:
         vector: np.ndarray,
         k: int = 20,
         threshold: float | None = None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         min_confidence: float | None = None,
         modality: str | Form = "text",
     ) -> list[Hit]:
         """The shared tail of every search: top-k, threshold, video frames merged into moments,
-        and only images or only videos when `kind` is "image" or "video". Each hit carries
-        its confidence against unrelated queries of `modality` ("text", or "image" for image
-        and similar-item queries, or a combined query's `Form`); `min_confidence` drops hits
-        below it."""
+        and only what passes `only` (a `Filter`, or just a kind: "image" or "video"), filtered
+        inside the search. Each hit carries its confidence against unrelated queries of
+        `modality` ("text", or "image" for image and similar-item queries, or a combined
+        query's `Form`); `min_confidence` drops hits below it."""
         if k < 1:
             raise ConfigError("k must be at least 1")
         if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails this too
             raise ConfigError(
                 f"the threshold is a cosine similarity between -1 and 1, not {threshold}"
             )
-        if kind not in (None, *KINDS):
-            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        only = as_filter(only)
         name = form_name(modality)
         query = np.asarray(vector, dtype=np.float32)[None, :]
         calibration = self.calibration(modality)
@@ -399,7 +400,7 @@ class SearchModel:
             if floor > 1.0:
                 return []
             threshold = floor if threshold is None else max(threshold, floor)
-        hits = self._top(query, k, threshold, kind)
+        hits = self._top(query, k, threshold, only)
         if calibration is None or not hits:
             return hits
         scores = np.asarray([hit.score for hit in hits])
@@ -410,30 +411,44 @@ class SearchModel:
         ]
 
     def _top(
-        self, query: np.ndarray, k: int, threshold: float | None, kind: str | None
+        self, query: np.ndarray, k: int, threshold: float | None, only: Filter | None
     ) -> list[Hit]:
-        # frames of one video compete for the same slots, and a filter drops some: ask for more
-        # than k, and for more again until k hits are found or nothing is left to ask for
+        # frames of one video compete for the same slots: ask for more than k, and for more
+        # again until k hits are found or nothing is left to ask for
         fetch = k * 4 + 16
         while True:
             with self._lock:  # indexing may be updating the same index
                 index = self.vector_index()
-                fetch = min(len(index), fetch)
+                allowed = self.passing(only)
+                total = len(index) if allowed is None else len(allowed)
+                fetch = min(total, fetch)
                 if fetch == 0:
                     return []
-                scores, ids = index.search(query, fetch)
+                scores, ids = index.search(query, fetch, allowed)
             pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            exhausted = len(pairs) < fetch or fetch == len(index)
+            exhausted = len(pairs) < fetch or fetch == total
             if threshold is not None:
                 exhausted = exhausted or pairs[-1][0] < threshold
                 pairs = [(s, i) for s, i in pairs if s >= threshold]
             items = self.collection.catalog.items(i for _, i in pairs)
-            if kind is not None:
-                pairs = [(s, i) for s, i in pairs if i in items and items[i].kind == kind]
             hits = _merge_moments(pairs, items, self.video.every * MOMENT_GAP)
             if len(hits) >= k or exhausted:
                 return hits[:k]
             fetch *= 4
+
+    def passing(self, only: Filter | None) -> np.ndarray | None:
+        """The ids of the stored items that pass `only` (None when it filters nothing), read
+        from the catalog once per generation and filter."""
+        if only is None or not only.narrows:
+            return None
+        with self._lock:
+            self.vector_index()
+            key = (self._generation, only)
+            if key not in self._passing:
+                self._passing[key] = self.collection.catalog.matching_items(self.embedder.key, only)
+                while len(self._passing) > _FILTER_CACHE:
+                    self._passing.pop(next(iter(self._passing)))
+            return self._passing[key]
 
     def calibration(self, modality: str | Form = "text") -> Calibration | None:
         """What unrelated queries of `modality` (or of a combined query's form) find in this

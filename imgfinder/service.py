@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +39,7 @@ from imgfinder.embedders.registry import (
 )
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, MediaError, NotFoundError
 from imgfinder.explain import MAP_SIDE, METHODS, RelevanceMap, relevance_map
+from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
 from imgfinder.indexing import IndexReport
 from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
@@ -183,12 +185,14 @@ class Result:
         return sorted(best, key=lambda moment: moment.t_start)
 
 
-#: why a search found nothing: the collection is empty, has nothing of the kind asked for, the
-#: query matched nothing at all, nothing scored above the cosine threshold, or nothing beat the
-#: minimum confidence (`Outcome.best_score` and `best_confidence` tell how near the best came)
+#: why a search found nothing: the collection is empty, has nothing of the kind asked for,
+#: nothing passes the folder or date filter, the query matched nothing at all, nothing scored
+#: above the cosine threshold, or nothing beat the minimum confidence (`Outcome.best_score` and
+#: `best_confidence` tell how near the best came)
 EMPTY_REASONS = (
     "nothing_indexed",
     "no_such_kind",
+    "filtered_out",
     "nothing_similar",
     "below_threshold",
     "no_confident_match",
@@ -476,6 +480,59 @@ class Service:
     def counts(self, collection: str | Path) -> dict[str, int]:
         return self.collection(collection).catalog.counts()
 
+    def within(
+        self,
+        collection: str | Path,
+        kind: str | None = None,
+        folder: str | None = None,
+        since: object = None,
+        until: object = None,
+    ) -> Filter:
+        """A search filter, its folder absolute or relative to one of the collection's indexed
+        folders (the first that has it)."""
+        if folder and not os.path.isabs(os.path.expanduser(folder)):
+            roots = self.collection(collection).catalog.roots()
+            under = [os.path.join(root, folder) for root in roots]
+            folder = next(
+                (path for path in under if os.path.isdir(path)), under[0] if under else folder
+            )
+        return Filter(kind, folder, since, until)  # type: ignore[arg-type]
+
+    def folders(self, collection: str | Path) -> list[str]:
+        """Every folder, from the indexed ones down, that holds indexed files (itself or
+        below), in name order: what a search can be limited to."""
+        catalog = self.collection(collection).catalog
+        roots = set(catalog.roots())
+        found: set[str] = set()
+        for path in catalog.all_paths():
+            folder = os.path.dirname(path)
+            while folder not in found:
+                found.add(folder)
+                parent = os.path.dirname(folder)
+                if folder in roots or parent == folder:
+                    break
+                folder = parent
+        return sorted(found)
+
+    def folder_label(self, collection: str | Path, folder: str) -> str:
+        """A folder as "indexed folder's name/path below it", always printable."""
+        roots = [
+            root for root in self.collection(collection).catalog.roots() if is_under(folder, root)
+        ]
+        if not roots:
+            return display_path(folder)
+        root = max(roots, key=len)
+        relative = os.path.relpath(folder, root)
+        name = os.path.basename(root) or root
+        return display_path(name if relative == "." else os.path.join(name, relative))
+
+    def taken_span(self, collection: str | Path) -> tuple[date, date] | None:
+        """The first and last day anything in the collection was taken."""
+        span = self.collection(collection).catalog.taken_span()
+        if span is None:
+            return None
+        return date.fromisoformat(span[0][:10]), date.fromisoformat(span[1][:10])
+
     # -- search ---------------------------------------------------------------------------
 
     def search(
@@ -484,13 +541,13 @@ class Service:
         query: Query,
         k: int,
         threshold: float | None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         scale: str = "cosine",
     ) -> Outcome:
         """`find`, with a library error as `Outcome.error` (one sentence) instead of raised."""
         try:
-            return self.find(selection, query, k, threshold, kind, scale=scale)
+            return self.find(selection, query, k, threshold, only, scale=scale)
         except ImgFinderError as exc:
             return Outcome(error=_sentence(str(exc)))
 
@@ -500,15 +557,17 @@ class Service:
         query: Query,
         k: int,
         threshold: float | None,
-        kind: str | None = None,
+        only: str | Filter | None = None,
         *,
         scale: str = "cosine",
     ) -> Outcome:
         """Run one query through the library; raises its typed errors.
 
-        `kind` ("image" or "video") limits the results to images or to video moments;
-        `threshold` is a cosine similarity or, with `scale="confidence"`, a minimum confidence.
+        `only` (a `Filter`, or just a kind: "image" or "video") limits the results by kind,
+        folder and date; `threshold` is a cosine similarity or, with `scale="confidence"`, a
+        minimum confidence.
         """
+        only = as_filter(only)
         if scale not in SCALES:
             raise ConfigError(f"the scale is one of {', '.join(SCALES)}, not {scale!r}")
         cosine, confidence = (threshold, None) if scale == "cosine" else (None, threshold)
@@ -517,7 +576,7 @@ class Service:
         started = time.perf_counter()
         vector, outcome.cached_query = self._query_vector(model, query)
         encoded = time.perf_counter()
-        hits = self._hits(model, query, vector, k, cosine, kind, confidence)
+        hits = self._hits(model, query, vector, k, cosine, only, confidence)
         outcome.encode_s = encoded - started
         outcome.search_s = time.perf_counter() - encoded
         outcome.hits = hits
@@ -526,8 +585,8 @@ class Service:
         if parity := getattr(model.embedder, "parity", None):
             outcome.parity = parity_summary(outcome.runtime, parity)
         if not hits:
-            outcome.empty = self._why_empty(model, threshold, kind, scale)
-            best = self._best(model, query, vector, kind)
+            outcome.empty = self._why_empty(model, threshold, only, scale)
+            best = self._best(model, query, vector, only)
             if best is not None and outcome.empty in ("below_threshold", "no_confident_match"):
                 outcome.best_score, outcome.best_confidence = best.score, best.confidence
         return outcome
@@ -539,7 +598,7 @@ class Service:
         vector: np.ndarray,
         k: int,
         threshold: float | None,
-        kind: str | None,
+        only: Filter | None,
         min_confidence: float | None = None,
     ) -> list[Hit]:
         """The library's search for a query vector; "more like" an item never finds the item."""
@@ -548,7 +607,7 @@ class Service:
             vector,
             k + extra,
             threshold,
-            kind,
+            only,
             min_confidence=min_confidence,
             modality=query.form,
         )
@@ -596,20 +655,25 @@ class Service:
 
     @staticmethod
     def _why_empty(
-        model: SearchModel, threshold: float | None, kind: str | None, scale: str
+        model: SearchModel, threshold: float | None, only: Filter | None, scale: str
     ) -> str:
         if len(model.vector_index()) == 0:
             return "nothing_indexed"
-        if kind is not None and model.collection.catalog.counts()[f"{kind}s"] == 0:
-            return "no_such_kind"
+        passing = model.passing(only)
+        if only is not None and passing is not None and len(passing) == 0:
+            if only == Filter(kind=only.kind):
+                return "no_such_kind"
+            return "filtered_out"
         if threshold is None:
             return "nothing_similar"
         return "no_confident_match" if scale == "confidence" else "below_threshold"
 
     @staticmethod
-    def _best(model: SearchModel, query: Query, vector: np.ndarray, kind: str | None) -> Hit | None:
+    def _best(
+        model: SearchModel, query: Query, vector: np.ndarray, only: Filter | None
+    ) -> Hit | None:
         """The closest hit with no cutoff, for saying how near the nearest came."""
-        hits = Service._hits(model, query, vector, 1, None, kind)
+        hits = Service._hits(model, query, vector, 1, None, only)
         return hits[0] if hits else None
 
     def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:

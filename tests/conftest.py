@@ -12,6 +12,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,32 @@ def cli_main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, 
         code = int(exited.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def with_exif_date(path: Path, when: str) -> Path:
+    """Rewrite an image with an EXIF DateTimeOriginal of `when` ("YYYY:MM:DD HH:MM:SS")."""
+    image = Image.open(path)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = when
+    image.save(path, exif=exif)
+    return path
+
+
+def dated_album(root: Path) -> Path:
+    """60 images of four colours in `many/`, 3 red ones in `few/`; the odd-numbered ones of
+    `many/` carry an EXIF date in July 2019, all of `many/` were modified in March 2021 and
+    `few/` on 10 May 2022."""
+    for number in range(60):
+        path = make_image(root / "many" / f"m{number:02d}.jpg", NAMES[number % 4], seed=number)
+        if number % 2:
+            with_exif_date(path, f"2019:07:{1 + number % 28:02d} 12:00:00")
+        _set_mtime(path, datetime(2021, 3, 1 + number % 28, 9, 0))
+    for number in range(3):
+        path = make_image(root / "few" / f"f{number}.jpg", "red", seed=100 + number)
+        _set_mtime(path, datetime(2022, 5, 10, 9, 0))
+    return root
+
+
+def _set_mtime(path: Path, when: datetime) -> None:
+    stamp = time.mktime(when.timetuple())
+    os.utime(path, (stamp, stamp))

@@ -23,7 +23,7 @@ def model(small_demo: tuple[Path, Path]):
 @pytest.mark.parametrize("event", demo_events(), ids=lambda e: f"{e.colour}-{e.shape}")
 def test_the_top_moment_is_the_event(model: SearchModel, event: VideoEvent, language: str) -> None:
     query = event.query_en if language == "en" else event.query_ru
-    top = model.search_text(query, k=5, kind="video")[0]
+    top = model.search_text(query, k=5, only="video")[0]
     assert Path(top.path).name == event.video
     assert abs(top.t_start - event.start) <= TOLERANCE_S, (top.t_start, top.t_end)
     assert abs(top.t_end - event.end) <= TOLERANCE_S, (top.t_start, top.t_end)
@@ -33,4 +33,4 @@ def test_everything_ranks_images_and_moments_together(model: SearchModel) -> Non
     hits = model.search_text("красный круг", k=200)
     assert {hit.kind for hit in hits} == {"image", "video"}
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
-    assert {hit.kind for hit in model.search_text("красный круг", k=50, kind="image")} == {"image"}
+    assert {hit.kind for hit in model.search_text("красный круг", k=50, only="image")} == {"image"}

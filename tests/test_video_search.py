@@ -115,12 +115,12 @@ def test_images_only_and_videos_only(tmp_path: Path, media: Path) -> None:
     model = SearchModel(tmp_path / "c", ColorEmbedder())
     model.index([media])
     # 40 black frames outrank the only image for "black": the search must look past them
-    only_image = model.search_text("black", k=1, kind="image")
+    only_image = model.search_text("black", k=1, only="image")
     assert [h.path for h in only_image] == [str(media / "red_photo.png")]
-    videos = model.search_text("red", k=10, kind="video")
+    videos = model.search_text("red", k=10, only="video")
     assert videos and {h.kind for h in videos} == {"video"}
-    assert model.search_text("black", k=1, kind="video")[0].path == str(long_black)
-    red_images = model.search_text("red", k=10, threshold=0.5, kind="image")
+    assert model.search_text("black", k=1, only="video")[0].path == str(long_black)
+    red_images = model.search_text("red", k=10, threshold=0.5, only="image")
     assert [h.path for h in red_images] == [str(media / "red_photo.png")]
     with pytest.raises(ConfigError, match="kind must be one of image, video"):
-        model.search_text("red", kind="photos")
+        model.search_text("red", only="photos")

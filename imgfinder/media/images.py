@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import IO, TypeVar
 
 import numpy as np
@@ -34,6 +35,11 @@ DEFAULT_MAX_PIXELS = 178_956_970
 _GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WHITE = (255, 255, 255)
+
+#: EXIF tags of when a photo was taken, best first: DateTimeOriginal and DateTimeDigitized (in
+#: the Exif IFD), then IFD0's DateTime, which editors may have rewritten
+_EXIF_IFD = 0x8769
+_EXIF_TAKEN = ((_EXIF_IFD, 36867), (_EXIF_IFD, 36868), (None, 306))
 
 _heif_lock = threading.Lock()
 _heif_available: bool | None = None
@@ -116,6 +122,30 @@ def _apply_orientation(image: Image.Image) -> None:
         ImageOps.exif_transpose(image, in_place=True)
     except Exception as exc:  # malformed EXIF/XMP can raise from deep inside Pillow
         logger.debug("ignoring unreadable orientation: %s", exc)
+
+
+def taken_at(image: Image.Image) -> str | None:
+    """When the photo was taken by its EXIF, as ISO text in the camera's local time (EXIF
+    keeps no zone), or None when it does not say or says nonsense."""
+    try:
+        exif = image.getexif()
+        inner = exif.get_ifd(_EXIF_IFD)
+    except Exception as exc:  # a damaged EXIF block is not worth the image
+        logger.debug("ignoring unreadable EXIF: %s", exc)
+        return None
+    for ifd, tag in _EXIF_TAKEN:
+        value = (inner if ifd else exif).get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            continue
+        try:
+            taken = datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue
+        if 1900 <= taken.year <= 2200:
+            return taken.isoformat()
+    return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -21,7 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from imgfinder.errors import CatalogError, StorageError
+from imgfinder.filters import Filter
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: a snapshot reads every row of one embedder key
     ("CREATE INDEX IF NOT EXISTS vectors_row ON vectors(embedder_key, row)",),
+    # 3: when a photo was taken by its EXIF (ISO text, local time), for date filters; contents
+    # without it are dated by their files' modification time
+    ("ALTER TABLE contents ADD COLUMN taken TEXT",),
 )
+#: the modification time of a file as the same local ISO text as an EXIF date
+_MTIME_TAKEN = "strftime('%Y-%m-%dT%H:%M:%S', f.mtime_ns / 1000000000, 'unixepoch', 'localtime')"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -66,6 +74,18 @@ def to_db(path: str | os.PathLike[str]) -> str | bytes:
 
 def from_db(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _prefix_bounds(folder: str) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
+    """[low, high) of the paths under `folder`, as TEXT and as the BLOB form of paths that
+    are not UTF-8: every such path starts with folder + separator, which sorts below the
+    folder followed by the next character after the separator."""
+    inside = folder.rstrip(os.sep) + os.sep
+    after = inside[:-1] + chr(ord(os.sep) + 1)
+    raw = (os.fsencode(inside), os.fsencode(after))
+    if isinstance(to_db(inside), bytes):
+        return ("", ""), raw  # a folder that is not UTF-8 holds no path stored as TEXT
+    return (inside, after), raw
 
 
 @dataclass(frozen=True)
@@ -372,11 +392,21 @@ class Catalog:
                 self._bump_generation(db)
         return previous is None
 
-    def add_images(self, files: Sequence[NewFile], rows: Sequence[int], embedder_key: str) -> None:
-        """Record embedded images (vector `rows[i]` for `files[i]`) in one transaction."""
+    def add_images(
+        self,
+        files: Sequence[NewFile],
+        rows: Sequence[int],
+        embedder_key: str,
+        taken: Sequence[str | None] | None = None,
+    ) -> None:
+        """Record embedded images (vector `rows[i]` for `files[i]`, taken at `taken[i]` by
+        its EXIF, if known) in one transaction."""
+        dates = [None] * len(files) if taken is None else taken
         with self.transaction() as db:
-            for file, row in zip(files, rows, strict=True):
+            for file, row, when in zip(files, rows, dates, strict=True):
                 content_id = self._content_id(db, file.content_hash, "image")
+                if when is not None:
+                    db.execute("UPDATE contents SET taken=? WHERE id=?", (when, content_id))
                 existing = db.execute(
                     "SELECT id FROM items WHERE content_id=? LIMIT 1", (content_id,)
                 ).fetchone()
@@ -500,6 +530,45 @@ class Catalog:
                 (embedder_key,),
             ).fetchall()
         return Snapshot(int(generation[0]) if generation else 0, dict(rows))
+
+    def matching_items(self, embedder_key: str, only: Filter) -> np.ndarray:
+        """The ids, ascending, of items with vectors under `embedder_key` that pass `only`:
+        of its kind, with a file under its folder and taken within its dates."""
+        sql = [
+            "SELECT v.item_id FROM vectors v JOIN items i ON i.id = v.item_id "
+            "JOIN contents c ON c.id = i.content_id WHERE v.embedder_key = ?"
+        ]
+        params: list[object] = [embedder_key]
+        if only.kind is not None:
+            sql.append("AND c.kind = ?")
+            params.append(only.kind)
+        per_file = []
+        if only.folder is not None:
+            text, raw = _prefix_bounds(only.folder)
+            per_file.append("((f.path >= ? AND f.path < ?) OR (f.path >= ? AND f.path < ?))")
+            params.extend([*text, *raw])
+        start, end = only.taken_bounds()
+        for bound, operator in ((start, ">="), (end, "<")):
+            if bound is not None:
+                per_file.append(f"COALESCE(c.taken, {_MTIME_TAKEN}) {operator} ?")
+                params.append(bound)
+        if per_file:
+            sql.append(
+                "AND EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id AND "
+                + " AND ".join(per_file)
+                + ")"
+            )
+        rows = self._query(" ".join(sql) + " ORDER BY v.item_id", params)
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def taken_span(self) -> tuple[str, str] | None:
+        """The first and last time anything was taken (ISO text, as filters compare), or None
+        for an empty catalog."""
+        rows = self._query(
+            f"SELECT MIN(t), MAX(t) FROM (SELECT COALESCE(c.taken, {_MTIME_TAKEN}) AS t "
+            "FROM files f JOIN contents c ON c.id = f.content_id)"
+        )
+        return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
 
     def embedder_keys(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT embedder_key FROM embedded")]

@@ -1,0 +1,71 @@
+"""What a search can be limited to: images or videos, one folder, and when a photo was taken.
+
+A filter is applied inside the vector search (the indexers take the ids that pass), so a
+rare kind or a small folder still fills all k results when k of them exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from imgfinder.errors import ConfigError
+
+#: what a search can be limited to
+KINDS = ("image", "video")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Items of one `kind`, with a file under `folder`, taken from `since` to `until`
+    (both inclusive). When taken is the photo's EXIF DateTimeOriginal, else the file's
+    modification time, both in local time as cameras record it."""
+
+    kind: str | None = None
+    folder: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (None, *KINDS):
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.folder is not None:
+            if not str(self.folder).strip():
+                raise ConfigError("the folder to search in is empty")
+            folder = os.path.abspath(os.path.expanduser(str(self.folder)))
+            object.__setattr__(self, "folder", folder.rstrip(os.sep) or os.sep)
+        for name in ("since", "until"):
+            object.__setattr__(self, name, parse_date(getattr(self, name), name))
+        if self.since and self.until and self.since > self.until:
+            raise ConfigError(f"the date range ends ({self.until}) before it starts ({self.since})")
+
+    @property
+    def narrows(self) -> bool:
+        """Whether anything is filtered out at all."""
+        return any(v is not None for v in (self.kind, self.folder, self.since, self.until))
+
+    def taken_bounds(self) -> tuple[str | None, str | None]:
+        """[from, to) as the ISO text the catalog stores dates in."""
+        start = self.since.isoformat() if self.since else None
+        end = (self.until + timedelta(days=1)).isoformat() if self.until else None
+        return start, end
+
+
+def as_filter(only: str | Filter | None) -> Filter | None:
+    """A `Filter` from one, or from just a kind."""
+    return Filter(kind=only) if isinstance(only, str) else only
+
+
+def parse_date(value: object, name: str = "date") -> date | None:
+    """A date from a `date`, a `datetime` or ISO text (YYYY-MM-DD); None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a date as YYYY-MM-DD, not {value!r}") from None

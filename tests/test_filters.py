@@ -1,0 +1,128 @@
+"""Filters inside the search: kind, folder and date (EXIF, else mtime), from catalog to hits."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ColorEmbedder, dated_album, make_image, with_exif_date
+
+from imgfinder.errors import ConfigError
+from imgfinder.filters import Filter
+from imgfinder.media.images import open_image, taken_at
+from imgfinder.search import SearchModel
+from imgfinder.store.catalog import Catalog
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    return dated_album(tmp_path / "album")
+
+
+@pytest.fixture
+def model(tmp_path: Path, album: Path) -> SearchModel:
+    search = SearchModel(tmp_path / "collection", ColorEmbedder())
+    search.index([album])
+    return search
+
+
+def test_exif_date_is_read_from_a_decoded_photo(album: Path) -> None:
+    dated = open_image(album / "many" / "m01.jpg", target_size=32)
+    assert taken_at(dated) == "2019-07-02T12:00:00"
+    assert taken_at(open_image(album / "many" / "m00.jpg", target_size=32)) is None
+
+
+def test_a_nonsense_exif_date_is_no_date(tmp_path: Path) -> None:
+    path = with_exif_date(make_image(tmp_path / "x.jpg"), "0000:00:00 00:00:00")
+    assert taken_at(open_image(path)) is None
+
+
+def test_a_small_folder_fills_k_results_in_one_index_search(
+    model: SearchModel, album: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "green" ranks the red images of `few/` 31st, 55th and 56th of 63: filtering the top
+    results afterwards needs the index searched again and again, inside it needs one search."""
+    model.search_text("green", k=1)  # measures the calibration, which searches too
+    index = model.vector_index()
+    calls = []
+    search = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **kw: calls.append(a) or search(*a, **kw))
+    hits = model.search_text("green", k=3, only=Filter(folder=str(album / "few")))
+    assert sorted(Path(h.path).name for h in hits) == ["f0.jpg", "f1.jpg", "f2.jpg"]
+    assert len(calls) == 1
+
+
+def test_filtered_search_equals_filtering_the_full_ranking(model: SearchModel, album: Path) -> None:
+    everything = model.search_text("blue", k=100)
+    for only, keep in (
+        (Filter(folder=str(album / "many")), lambda p: "/many/" in p),
+        (Filter(since=date(2019, 7, 1), until=date(2019, 7, 31)), lambda p: _odd(p)),
+        (Filter(since="2021-03-01"), lambda p: ("/many/" in p and not _odd(p)) or "/few/" in p),
+        (Filter(until="2021-12-31"), lambda p: "/many/" in p),
+        (Filter(since="2022-05-10", until="2022-05-10"), lambda p: "/few/" in p),
+    ):
+        expected = [(h.path, round(h.score, 5)) for h in everything if keep(h.path)][:7]
+        got = [(h.path, round(h.score, 5)) for h in model.search_text("blue", k=7, only=only)]
+        assert got == expected, only
+
+
+def _odd(path: str) -> bool:
+    """Odd-numbered images of `many/` carry an EXIF date in July 2019."""
+    name = Path(path).stem
+    return name.startswith("m") and int(name[1:]) % 2 == 1
+
+
+def test_a_filter_nothing_passes_finds_nothing(model: SearchModel, album: Path) -> None:
+    assert model.search_text("red", k=5, only=Filter(since="2030-01-01")) == []
+    assert model.search_text("red", k=5, only=Filter(folder=str(album / "nowhere"))) == []
+    assert model.search_text("red", k=5, only=Filter(folder=str(album / "fe"))) == []  # no prefix
+
+
+def test_filters_are_checked() -> None:
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        Filter(since="last tuesday")
+    with pytest.raises(ConfigError, match="before it starts"):
+        Filter(since="2020-02-01", until="2020-01-01")
+    with pytest.raises(ConfigError, match="kind"):
+        Filter(kind="photo")
+    with pytest.raises(ConfigError, match="empty"):
+        Filter(folder=" ")
+    assert not Filter().narrows and Filter(kind="image").narrows
+
+
+def test_a_folder_filter_finds_paths_that_are_not_utf8(tmp_path: Path) -> None:
+    folder = tmp_path / "album" / "old"
+    raw = os.path.join(os.fsencode(folder), b"\xff\xfe.jpg")
+    make_image(Path(os.fsdecode(raw)), "red")
+    make_image(tmp_path / "album" / "new" / "a.jpg", "red")
+    model = SearchModel(tmp_path / "collection", ColorEmbedder())
+    model.index([tmp_path / "album"])
+    hits = model.search_text("red", k=5, only=Filter(folder=str(folder)))
+    assert [os.fsencode(h.path) for h in hits] == [raw]
+
+
+def test_an_old_catalog_is_migrated_and_dated_by_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    Catalog(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE contents DROP COLUMN taken")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    catalog = Catalog(path)
+    columns = [row[1] for row in catalog._query("PRAGMA table_info(contents)")]
+    assert "taken" in columns
+    assert len(catalog.matching_items("k", Filter(since="2000-01-01"))) == 0
+
+
+def test_the_filter_cache_follows_the_catalog(model: SearchModel, album: Path) -> None:
+    only = Filter(folder=str(album / "few"))
+    assert len(model.passing(only)) == 3
+    make_image(album / "few" / "f3.jpg", "red", seed=200)
+    model.index([album])
+    assert len(model.passing(only)) == 4
+    assert np.all(np.diff(model.passing(only)) > 0)
