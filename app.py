@@ -16,6 +16,7 @@ from imgfinder.service import NOT_WEIGHT, WITH_WEIGHT, Outcome, Query, Selection
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.ui import ICON
 from imgfinder.ui.collections import create_collection, manage_collection
+from imgfinder.ui.filters import clear_filters, filter_panel
 from imgfinder.ui.jobs import index_tab, model_download
 from imgfinder.ui.results import (
     RUNTIME_LABELS,
@@ -39,6 +40,7 @@ DEMO_NOTE = (
 EMPTY = {
     "nothing_indexed": "This collection has nothing indexed yet — add a folder in the Index tab.",
     "no_such_kind": "This collection has no {kinds} — show everything instead?",
+    "filtered_out": "Nothing here is in that folder and those dates.",
     "below_threshold": "Nothing above {threshold:.2f} — lower the threshold?",
     "no_confident_match": "No confident matches: nothing here beats {threshold:.0%} of unrelated "
     "queries.",
@@ -229,18 +231,26 @@ def search_tab(
     uploaded = upload.getvalue() if mode == "Image" and upload is not None else None
     query_picture(service, selection.collection, uploaded, like["item_id"] if like else None)
     query = refine(query, mode)
+    only = filter_panel(service, selection.collection, SHOWS[show])
     if query is None:
         welcome(service, selection, mode)
         return
     forget_players_on_new_query(query)
     scale = st.session_state.scale  # the sidebar's "Cut off by"
-    outcome = service.search(selection, query, k, threshold, SHOWS[show], scale=scale)
+    outcome = service.search(selection, query, k, threshold, only, scale=scale)
     if outcome.error:
         st.error(md(outcome.error))
     elif not outcome.results:
         st.info(md(why_empty(outcome, threshold, SHOWS[show])), icon=":material/filter_alt_off:")
         if outcome.empty == "no_confident_match":
             st.button(t("Show the closest anyway"), on_click=show_closest, icon=":material/search:")
+        if outcome.empty == "filtered_out":
+            st.button(
+                t("Clear the filters"),
+                key="clear_empty",
+                on_click=clear_filters,
+                icon=":material/close:",
+            )
     else:
         results_grid(service, selection, query, outcome, order == SORTS[0])
 

@@ -10,11 +10,12 @@ import re
 import sys
 import time
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PALETTE, ColorEmbedder, fake_hub, make_image
+from conftest import PALETTE, ColorEmbedder, dated_album, fake_hub, make_image
 from streamlit.testing.v1 import AppTest
 from test_webapp import EMBED_GATE, FACTORY, LOADS, RUNTIMES_ASKED, bomb_bytes
 
@@ -579,7 +580,7 @@ def test_the_page_is_ui_only(source: Path) -> None:
     allowed |= {"imgfinder.timefmt", "imgfinder.service", "imgfinder.textfmt", "imgfinder.jobs"}
     allowed |= {"imgfinder.media.uploads", "imgfinder.ui.jobs", "imgfinder.ui.results"}
     allowed |= {"imgfinder.ui", "imgfinder.ui.urlstate", "imgfinder.ui.words", "math"}
-    allowed |= {"imgfinder.ui.collections"}
+    allowed |= {"imgfinder.ui.collections", "imgfinder.ui.filters", "datetime"}
     assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
@@ -638,6 +639,53 @@ def test_more_like_this_travels_in_the_url(app: AppTest) -> None:
     assert "like" in shared
     reloaded = fresh_page(shared)
     assert reloaded.info[0].value.startswith("More like") and names(reloaded) == names(app)
+
+
+@pytest.fixture
+def dated_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The page over `dated_album`: folders `many/` and `few/`, EXIF dates in July 2019."""
+    album = dated_album(tmp_path / "album")
+    build_collection(tmp_path / "indexes" / "dated", album)
+    monkeypatch.setenv("IMGFINDER_COLLECTION", str(tmp_path / "indexes" / "dated"))
+    monkeypatch.setenv("IMGFINDER_INDEXES", str(tmp_path / "indexes"))
+    monkeypatch.setenv("IMGFINDER_EMBEDDER_FACTORY", FACTORY)
+    at = AppTest.from_file(APP, default_timeout=30)
+    rerun(at)
+    closest_anyway(at)
+    return search(at, "green")
+
+
+def test_results_can_be_limited_to_a_folder_and_dates(dated_page: AppTest) -> None:
+    at = dated_page
+    assert any(name.startswith("many/") for name in names(at))
+    folders = at.selectbox(key="only_folder").options
+    assert [plain(o) for o in folders] == ["All", "album", "album/few", "album/many"]
+    at.selectbox(key="only_folder").set_value(at.selectbox(key="only_folder").options[2])
+    rerun(at)
+    assert sorted(names(at)) == ["few/f0.jpg", "few/f1.jpg", "few/f2.jpg"]
+    assert url(at)["folder"].endswith("/album/few")
+    at.selectbox(key="only_folder").set_value("")
+    at.date_input(key="only_dates").set_value((date(2019, 7, 2), date(2019, 7, 31)))
+    rerun(at)
+    shown = names(at)
+    assert shown and all(int(Path(name).stem[1:]) % 2 == 1 for name in shown), shown
+    shared = url(at)
+    assert (shared["from"], shared["to"]) == ("2019-07-02", "2019-07-31")
+    reloaded = fresh_page(shared)
+    assert reloaded.date_input(key="only_dates").value == (date(2019, 7, 2), date(2019, 7, 31))
+    assert names(reloaded) == shown and not reloaded.warning
+
+
+def test_a_filter_nothing_passes_says_so_and_clears(dated_page: AppTest) -> None:
+    at = dated_page
+    at.selectbox(key="only_folder").set_value(at.selectbox(key="only_folder").options[2])
+    at.date_input(key="only_dates").set_value((date(2019, 7, 2), date(2019, 7, 31)))
+    rerun(at)
+    assert names(at) == []
+    assert "Nothing here is in that folder and those dates." in plain(at.info[0].value)
+    next(b for b in at.main.button if b.label == "Clear the filters").click()
+    rerun(at)
+    assert len(names(at)) > 3 and at.selectbox(key="only_folder").value == ""
 
 
 UI_SOURCES = [Path(APP), *sorted((Path(APP).parent / "imgfinder" / "ui").glob("*.py"))]

@@ -10,6 +10,7 @@ can, by its id.
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import streamlit as st
 
 from imgfinder.errors import ImgFinderError
 from imgfinder.service import Service
+from imgfinder.ui.filters import DATES_KEY, FOLDER_KEY, URL_DATES_KEY
 from imgfinder.ui.words import LANGUAGES
 
 #: URL parameter → the widget key it fills, for the plain text and choice fields
@@ -50,11 +52,16 @@ def restore(service: Service, choices: dict[str, tuple[str, ...]]) -> None:
         state.scale = params["scale"]
     if (k := _number(params.get("k"), int, 1, 200)) is not None:
         state.k = k
+    dates = [_date(params.get(name)) for name in ("from", "to")]
+    if dates[0] and (dates[1] or dates[0]) >= dates[0]:
+        state[URL_DATES_KEY] = (dates[0], dates[1] or dates[0])
     collections = {Path(path).name: str(path) for path in service.collections()}
     collection = collections.get(params.get("c", ""))
     if collection is None:
         return
     state.collection = collection
+    if params.get("folder") in service.folders(collection):
+        state[FOLDER_KEY] = params["folder"]
     model = params.get("model") or service.default_model(collection)
     if model in {info.key for info in service.models()}:
         state[f"model::{collection}"] = model
@@ -85,6 +92,10 @@ def remember(collection: str, model: str, threshold: float) -> None:
     }
     if (like := state.get("like")) is not None:
         wanted["like"] = str(like["item_id"])
+    wanted["folder"] = state.get(FOLDER_KEY) or ""
+    dates = tuple(state.get(DATES_KEY) or ())
+    if dates:
+        wanted["from"], wanted["to"] = dates[0].isoformat(), dates[-1].isoformat()
     wanted = {name: value for name, value in wanted.items() if value}
     if dict(st.query_params) != wanted:
         st.query_params.from_dict(wanted)
@@ -94,6 +105,13 @@ def browser_language() -> str:
     """Russian for a browser that prefers it, else English."""
     locale = st.context.locale or ""
     return "ru" if locale.lower().startswith("ru") else "en"
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def _number(text: str | None, kind: type, low: float, high: float) -> Any:

@@ -103,6 +103,15 @@ RUSSIAN: dict[str, str] = {
     "This collection has nothing indexed yet — add a folder in the Index tab.": (
         "В коллекции ещё ничего не проиндексировано — добавьте папку на вкладке «Индексация»."
     ),
+    "Nothing here is in that folder and those dates.": "В этой папке и в эти даты ничего нет.",
+    "Limit to a folder or dates": "Только папка или даты",
+    "Folder": "Папка",
+    "All": "Все",
+    "Taken between": "Снято между",
+    "The photo's EXIF date, else when its file was last changed.": (
+        "Дата съёмки из EXIF, а если её нет — когда файл последний раз меняли."
+    ),
+    "Clear the filters": "Сбросить фильтры",
     "This collection has no {kinds} — show everything instead?": (
         "В этой коллекции нет {kinds} — показать всё?"
     ),
