@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 DEMO_COLLECTION ?= $(CURDIR)/indexes/demo
 
-.PHONY: run serve test lint bench soak install install-dev browser demo clean
+.PHONY: run serve test lint bench bench-scale soak install install-dev browser demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test: lint browser
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py
+
+## Indexers at 10^5 vectors (SCALE=--million for 10^6: about an hour, 4 GB of disk).
+bench-scale: install-dev
+	$(BIN)/python bench/bench_scale.py $(SCALE)
 
 ## Crash and concurrency soak (100 kills, 200 two-writer and 100 stale-index trials).
 soak: install-dev

@@ -54,6 +54,8 @@ MOMENT_GAP = 1.5
 MOMENT_MARGIN = 0.1
 #: filters read from the catalog, kept per generation: a page's reruns ask for the same one
 _FILTER_CACHE = 8
+#: stored vectors read at a time while an index is built or brought up to date
+_BUILD_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,10 @@ class SearchModel:
         added = [item for item, row in new.items() if old.get(item) != row]
         if gone:
             self._index.remove(np.asarray(gone, dtype=np.int64))
-        if added:
-            vectors = store.read(np.fromiter((new[i] for i in added), np.int64, len(added)))
-            self._index.add(np.asarray(added, dtype=np.int64), vectors)
+        rows = np.fromiter((new[i] for i in added), np.int64, len(added))
+        for start in range(0, len(added), _BUILD_CHUNK):  # bounded memory at any size
+            vectors = store.read(rows[start : start + _BUILD_CHUNK])
+            self._index.add(np.asarray(added[start : start + _BUILD_CHUNK], np.int64), vectors)
         if gone or added:
             self._saved_as = None  # what is on disk no longer holds what memory holds
         self._rows, self._generation = new, snapshot.generation

@@ -21,7 +21,9 @@ DIM = 16
 # name -> (indexer, params, returns exact top-k). Approximate backends still return exact
 # cosine scores for the ids they find. The IVF variant probes every list, so it is exact too.
 BACKENDS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "exact": ("exact", {}, True),
+    "exact": ("exact", {"storage": "float32"}, True),
+    "exact-f16": ("exact", {}, False),
+    "exact-mapped": ("exact", {}, False),
     "faiss-flat": ("faiss", {"factory": "Flat"}, True),
     "faiss-hnsw": ("faiss", {"factory": "HNSW32", "efSearch": 64}, False),
     "faiss-ivf": ("faiss", {"factory": "IVF8,Flat", "nprobe": 8, "train_size": 100}, True),
@@ -31,6 +33,21 @@ BACKENDS: dict[str, tuple[str, dict[str, Any], bool]] = {
 }
 
 Make = Callable[..., Indexer]
+#: float16 storage rounds each component, so its scores are cosines to about 1e-3
+FLOAT16 = {"exact-f16", "exact-mapped"}
+
+
+class FoldingExact(ExactIndexer):
+    """The exact index as a collection keeps it: every add is saved into its mapped file at
+    once, so searches read that file and later removals and replacements sit beside it."""
+
+    def __init__(self, dim: int, directory: Path) -> None:
+        super().__init__(dim)
+        self.directory = directory
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        super().add(ids, vectors)
+        self.save(self.directory)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -61,6 +78,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def atol(backend: str) -> float:
+    return 2e-3 if backend in FLOAT16 else 1e-5
+
+
+@pytest.fixture
 def make(backend: str, tmp_path: Path) -> Iterator[Make]:
     """Build indexers of the current backend; folder-backed ones live under tmp_path."""
     name, params, _ = BACKENDS[backend]
@@ -70,7 +92,10 @@ def make(backend: str, tmp_path: Path) -> Iterator[Make]:
         merged = {**params, **overrides}
         if "path" in merged:
             merged["path"] = str(tmp_path / merged["path"])
-        index = create_indexer(name, dim, **merged)
+        if backend == "exact-mapped":
+            index: Indexer = FoldingExact(dim, tmp_path / f"folded-{len(built)}")
+        else:
+            index = create_indexer(name, dim, **merged)
         built.append(index)
         return index
 
@@ -99,7 +124,7 @@ def test_empty_index_returns_padding(make: Make) -> None:
     assert len(index) == 0
 
 
-def test_k_larger_than_len_pads(make: Make) -> None:
+def test_k_larger_than_len_pads(make: Make, atol: float) -> None:
     index = make()
     vectors = random_unit(7)
     index.add(np.arange(10, 17), vectors)
@@ -112,7 +137,7 @@ def test_k_larger_than_len_pads(make: Make) -> None:
         assert set(ids[row, :7].tolist()) == set(range(10, 17))
         assert (np.diff(scores[row, :7]) <= 0).all()
     assert ids[0, 0] == 10 and ids[1, 0] == 11
-    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=atol)
 
 
 def test_k_and_queries_are_validated(make: Make) -> None:
@@ -140,7 +165,7 @@ def test_bad_input_is_refused(make: Make) -> None:
     assert len(index) == 0
 
 
-def test_scores_are_cosine_similarities(make: Make, backend: str) -> None:
+def test_scores_are_cosine_similarities(make: Make, backend: str, atol: float) -> None:
     index = make()
     rng = np.random.default_rng(1)
     raw = rng.standard_normal((300, DIM)).astype(np.float32) * rng.uniform(0.5, 3, (300, 1))
@@ -150,13 +175,13 @@ def test_scores_are_cosine_similarities(make: Make, backend: str) -> None:
     scores, found = index.search(queries, 10)
     assert (found >= 0).all()
     cosines = np.einsum("qd,qkd->qk", queries, unit(raw)[found - 1000])
-    np.testing.assert_allclose(scores, cosines, atol=1e-5)
+    np.testing.assert_allclose(scores, cosines, atol=atol)
     if BACKENDS[backend][2]:
         expected_scores, _ = brute_force(raw, ids, queries, 10)
         np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
 
 
-def test_add_remove_replace(make: Make, backend: str) -> None:
+def test_add_remove_replace(make: Make, backend: str, atol: float) -> None:
     # bookkeeping, not recall: graph backends search their whole graph here, so that a rare
     # approximate miss (seen once under load) cannot fail it; recall has its own tests
     index = make(**({"efSearch": 512} if "efSearch" in BACKENDS[backend][1] else {}))
@@ -173,9 +198,9 @@ def test_add_remove_replace(make: Make, backend: str) -> None:
     index.add(np.array([150]), target)  # replace: same id, new vector
     assert len(index) == 200
     scores, ids = index.search(target, 1)
-    assert ids[0, 0] == 150 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert ids[0, 0] == 150 and scores[0, 0] == pytest.approx(1.0, abs=atol)
     scores, ids = index.search(vectors[150], 200)
-    assert scores[ids == 150] == pytest.approx(float(target[0] @ vectors[150]), abs=1e-5)
+    assert scores[ids == 150] == pytest.approx(float(target[0] @ vectors[150]), abs=atol)
 
     index.add(np.array([5]), vectors[5])  # a removed id comes back
     assert len(index) == 201
@@ -183,13 +208,13 @@ def test_add_remove_replace(make: Make, backend: str) -> None:
     assert ids[0, 0] == 5
 
 
-def test_duplicate_ids_in_one_add_keep_the_last(make: Make) -> None:
+def test_duplicate_ids_in_one_add_keep_the_last(make: Make, atol: float) -> None:
     index = make()
     first, last = random_unit(2, seed=5)
     index.add(np.array([7, 8, 7]), np.stack([first, random_unit(1, seed=6)[0], last]))
     assert len(index) == 2
     scores, ids = index.search(last, 1)
-    assert ids[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert ids[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=atol)
 
 
 def test_save_load_round_trip(make: Make, tmp_path: Path) -> None:
@@ -206,7 +231,7 @@ def test_save_load_round_trip(make: Make, tmp_path: Path) -> None:
 
     loaded = Indexer.load(directory)
     try:
-        assert type(loaded) is type(index) and loaded.params == index.params
+        assert loaded.name == index.name and loaded.params == index.params
         assert len(loaded) == 270
         scores, ids = loaded.search(queries, 15)
         np.testing.assert_array_equal(ids, expected[1])
@@ -254,7 +279,8 @@ def test_filtered_search_returns_only_allowed_ids_and_k_of_them(make: Make, back
 # high enough that a weaker setting fails (efSearch=10 gives 0.89-0.93, nprobe=1 gives 0.72).
 # qdrant's folder mode is left out: the same engine as :memory:, but it commits every point.
 RECALL: dict[str, tuple[str, dict[str, Any], float]] = {
-    "exact": ("exact", {}, 1.0),
+    "exact": ("exact", {"storage": "float32"}, 1.0),
+    "exact-f16": ("exact", {}, 0.99),
     "faiss-flat": ("faiss", {"factory": "Flat"}, 1.0),
     "faiss-hnsw": ("faiss", {"factory": "HNSW32", "efSearch": 64}, 0.95),
     "faiss-hnsw-flat": ("faiss", {"factory": "HNSW32,Flat", "efSearch": 64}, 0.95),
@@ -271,7 +297,7 @@ def recall_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     queries = unit(
         data[rng.choice(len(data), 200, replace=False)] + 0.1 * rng.standard_normal((200, 64))
     )
-    oracle = ExactIndexer(64)
+    oracle = ExactIndexer(64, storage="float32")
     oracle.add(np.arange(len(data)), data)
     return data, queries, oracle.search(queries, 10)[1]
 
@@ -303,7 +329,7 @@ def test_filtered_recall_at_10_against_exact(
     queries = queries[:40]  # qdrant's in-process engine checks an id list point by point
     name, params, floor = RECALL[variant]
     allowed = np.random.default_rng(33).choice(len(data), int(share * len(data)), replace=False)
-    oracle = ExactIndexer(64)
+    oracle = ExactIndexer(64, storage="float32")
     oracle.add(np.arange(len(data)), data)
     _, truth = oracle.search(queries, 10, allowed)
     index = create_indexer(name, 64, **params)
@@ -433,3 +459,54 @@ def test_importing_indexers_loads_no_backend() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("with_faiss", [True, False], ids=["faiss", "numpy"])
+def test_the_mapped_file_answers_as_memory_does(
+    with_faiss: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saved float16 rows, searched through FAISS's mapping or numpy's, with removals and
+    replacements since the save and a filter, give what the same index held in memory gives."""
+    if not with_faiss:
+        monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
+    vectors = clustered(3000, DIM, clusters=30, seed=40)
+    held = create_indexer("exact", DIM)
+    held.add(np.arange(3000) * 3, vectors)
+    held.save(tmp_path / "saved")
+    mapped = Indexer.load(tmp_path / "saved")
+    for index in (held, mapped):
+        index.remove(np.arange(0, 300, 3))
+        index.add(np.arange(600, 900, 3), vectors[:100])  # replace rows of the file
+        index.add(np.array([10**6]), vectors[5])  # a new id
+    assert len(mapped) == len(held) == 2901
+    queries = random_unit(20, seed=41)
+    allowed = np.random.default_rng(42).choice(np.arange(3000) * 3, 500, replace=False)
+    for only in (None, allowed):
+        expected = held.search(queries, 10, only)
+        got = mapped.search(queries, 10, only)
+        np.testing.assert_allclose(got[0], expected[0], atol=1e-6)
+        assert (np.sort(got[1]) == np.sort(expected[1])).all()
+    assert not np.isin(mapped.search(vectors[:3], 3000)[1], np.arange(0, 300, 3)).any()
+
+
+def test_the_mapped_file_is_one_faiss_reads(tmp_path: Path) -> None:
+    faiss = pytest.importorskip("faiss")
+    vectors = random_unit(50, seed=43)
+    index = create_indexer("exact", DIM)
+    index.add(np.arange(50), vectors)
+    index.save(tmp_path / "saved")
+    (rows_file,) = (tmp_path / "saved").glob("exact-*.f16")
+    read = faiss.read_index(str(rows_file))
+    assert (read.d, read.ntotal) == (DIM, 50)
+    np.testing.assert_allclose(read.reconstruct_n(0, 50), vectors, atol=1e-3)
+
+
+def test_a_cut_short_mapped_file_is_refused(tmp_path: Path) -> None:
+    index = create_indexer("exact", DIM)
+    index.add(np.arange(50), random_unit(50, seed=44))
+    index.save(tmp_path / "saved")
+    (rows_file,) = (tmp_path / "saved").glob("exact-*.f16")
+    with open(rows_file, "r+b") as handle:
+        handle.truncate(rows_file.stat().st_size - 7)
+    with pytest.raises(IndexerError, match="cut short"):
+        Indexer.load(tmp_path / "saved")

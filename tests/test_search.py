@@ -142,7 +142,8 @@ def test_switching_indexer_never_reembeds(
         other = SearchModel(tmp_path / "c", embedder, indexer=name, indexer_params=params)
         hits = other.search_text("yellow", k=5)
         assert [h.path for h in hits][:3] == [h.path for h in exact][:3]
-        np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], atol=1e-4)
+        # the exact index keeps float16 rows: cosines agree to float16's precision
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], atol=2e-3)
     assert embedder.images_embedded == before
 
 

@@ -204,15 +204,17 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 class IdVectors:
-    """Growable float32 rows addressed by int64 id: O(1) replace, swap-with-last remove."""
+    """Growable rows (float32, or float16 to halve memory) addressed by int64 id: O(1) replace,
+    swap-with-last remove."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, dtype: type = np.float32) -> None:
         self.dim = dim
+        self.dtype = np.dtype(dtype)
         self.clear()
 
     def clear(self) -> None:
         self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self._vectors = np.zeros((0, self.dim), dtype=self.dtype)
         self._size = 0
         self._row: dict[int, int] = {}
 
@@ -227,6 +229,10 @@ class IdVectors:
     def vectors(self) -> np.ndarray:
         return self._vectors[: self._size]
 
+    def row_numbers(self, ids: np.ndarray) -> np.ndarray:
+        """The row holding each id, -1 for ids not stored."""
+        return np.fromiter((self._row.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+
     def rows_of(self, allowed: np.ndarray) -> np.ndarray:
         """The rows, ascending, of the ids in `allowed` that are stored."""
         return np.flatnonzero(np.isin(self.ids, allowed))
@@ -240,7 +246,7 @@ class IdVectors:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store validated rows (see `as_vectors`); known ids are overwritten in place."""
-        rows = np.fromiter((self._row.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+        rows = self.row_numbers(ids)
         known = rows >= 0
         self._vectors[rows[known]] = vectors[known]
         new_ids, new_vectors = ids[~known], vectors[~known]
@@ -278,7 +284,7 @@ class IdVectors:
                 f"expected dim {self.dim}"
             )
         self._ids = ids.astype(np.int64, copy=True)
-        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._vectors = np.ascontiguousarray(vectors, dtype=self.dtype)
         self._size = len(ids)
         self._row = dict(zip(self._ids.tolist(), range(self._size), strict=True))
         if len(self._row) != self._size:
@@ -290,7 +296,7 @@ class IdVectors:
 
     def _resize(self, capacity: int) -> None:
         ids = np.zeros(capacity, dtype=np.int64)
-        vectors = np.zeros((capacity, self.dim), dtype=np.float32)
+        vectors = np.zeros((capacity, self.dim), dtype=self.dtype)
         ids[: self._size] = self.ids
         vectors[: self._size] = self.vectors
         self._ids, self._vectors = ids, vectors
