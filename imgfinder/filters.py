@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from imgfinder.errors import ConfigError
 
@@ -46,10 +46,20 @@ class Filter:
         return any(v is not None for v in (self.kind, self.folder, self.since, self.until))
 
     def taken_bounds(self) -> tuple[str | None, str | None]:
-        """[from, to) as the ISO text the catalog stores dates in."""
+        """[from, to) as the ISO text the catalog stores EXIF dates in."""
         start = self.since.isoformat() if self.since else None
         end = (self.until + timedelta(days=1)).isoformat() if self.until else None
         return start, end
+
+    def mtime_bounds(self) -> tuple[int | None, int | None]:
+        """[from, to) as modification times in nanoseconds, from local midnight to midnight."""
+        start = _local_midnight_ns(self.since) if self.since else None
+        end = _local_midnight_ns(self.until + timedelta(days=1)) if self.until else None
+        return start, end
+
+
+def _local_midnight_ns(day: date) -> int:
+    return int(datetime.combine(day, time()).timestamp()) * 1_000_000_000
 
 
 def as_filter(only: str | Filter | None) -> Filter | None:

@@ -44,6 +44,7 @@ from imgfinder.relevance import (
     mixed_null,
     null_images,
 )
+from imgfinder.store.catalog import Snapshot
 from imgfinder.store.collection import STAMP, Collection
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ class SearchModel:
         self.indexer_params = dict(indexer_params or {})
         self.video = video or VideoSampling()
         self._index: Indexer | None = None
-        #: item id -> vector row of what `_index` holds, and the generation that is
-        self._rows: dict[int, int] = {}
+        #: the catalog's rows that `_index` holds, and the generation they are
+        self._held = Snapshot.empty()
         self._generation = -1
         #: the generation of the saved index on disk when it holds exactly what memory holds
         self._saved_as: int | None = None
@@ -192,34 +193,32 @@ class SearchModel:
         True when the saved index on disk is not of this generation (worth saving)."""
         snapshot = self.collection.catalog.snapshot(self.embedder.key)
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        if snapshot.rows and max(snapshot.rows.values()) >= len(store):
+        last = int(snapshot.row_numbers.max()) if len(snapshot.ids) else -1
+        if last >= len(store):
             raise CatalogError(
                 f"the vector file {store.path} holds {len(store)} rows but the catalog refers "
-                f"to row {max(snapshot.rows.values())}: it is damaged; run imgfinder repair"
+                f"to row {last}: it is damaged; run imgfinder repair"
             )
         if self._index is None:
             self._index = self._load_saved(snapshot.generation)
             if self._index is not None:
-                self._rows, self._generation = snapshot.rows, snapshot.generation
+                self._held, self._generation = snapshot, snapshot.generation
                 self._saved_as = snapshot.generation
                 return False
             self._index = create_indexer(
                 self.indexer_name, self.embedder.dim, **self.indexer_params
             )
-            self._rows, self._saved_as = {}, None
-        old = self._rows
-        new = snapshot.rows
-        gone = [item for item, row in old.items() if new.get(item) != row]
-        added = [item for item, row in new.items() if old.get(item) != row]
-        if gone:
-            self._index.remove(np.asarray(gone, dtype=np.int64))
-        rows = np.fromiter((new[i] for i in added), np.int64, len(added))
+            self._held, self._saved_as = Snapshot.empty(), None
+        gone, added = snapshot.changes_from(self._held)
+        if len(gone):
+            self._index.remove(gone)
+        rows = snapshot.row_numbers[np.searchsorted(snapshot.ids, added)]
         for start in range(0, len(added), _BUILD_CHUNK):  # bounded memory at any size
             vectors = store.read(rows[start : start + _BUILD_CHUNK])
-            self._index.add(np.asarray(added[start : start + _BUILD_CHUNK], np.int64), vectors)
-        if gone or added:
+            self._index.add(added[start : start + _BUILD_CHUNK], vectors)
+        if len(gone) or len(added):
             self._saved_as = None  # what is on disk no longer holds what memory holds
-        self._rows, self._generation = new, snapshot.generation
+        self._held, self._generation = snapshot, snapshot.generation
         return self._saved_as != snapshot.generation
 
     def _load_saved(self, generation: int) -> Indexer | None:
@@ -351,7 +350,7 @@ class SearchModel:
         self.check_embedded()
         with self._lock:
             self.vector_index()
-            row = self._rows.get(int(item_id))
+            row = self._held.row(int(item_id))
         if row is None:
             raise NotFoundError(f"no item {item_id} in collection '{self.collection.name}'")
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
@@ -486,7 +485,7 @@ class SearchModel:
     def _centroid(self) -> np.ndarray:
         """The mean stored vector, read in chunks so that memory stays bounded."""
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+        rows = self._held.row_numbers
         total = np.zeros(self.embedder.dim, dtype=np.float64)
         for start in range(0, len(rows), 65536):
             total += store.read(rows[start : start + 65536]).sum(axis=0, dtype=np.float64)
@@ -522,11 +521,11 @@ class SearchModel:
         what evaluations compare against, without touching the catalog or the vector file."""
         with self._lock:
             self.vector_index()
-            rows = dict(self._rows)
-        items = self.collection.catalog.items(rows)
-        keep = [i for i in rows if i in items and (kind is None or items[i].kind == kind)]
+            held = self._held
+        items = self.collection.catalog.items(held.ids.tolist())
+        keep = [i for i in held.ids.tolist() if i in items and kind in (None, items[i].kind)]
         store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        vectors = store.read(np.asarray([rows[i] for i in keep], dtype=np.int64))
+        vectors = store.read(held.row_numbers[np.searchsorted(held.ids, keep)])
         return keep, [items[i].path or "" for i in keep], vectors
 
     # -- info -------------------------------------------------------------------------------

@@ -318,15 +318,16 @@ def test_recall_at_10_against_exact(
     assert recall >= floor, f"{variant}: recall@10 {recall:.3f} < {floor}"
 
 
-@pytest.mark.parametrize("variant", list(RECALL))
+@pytest.mark.parametrize("variant", [v for v in RECALL if v != "qdrant-memory"])
 @pytest.mark.parametrize("share", [0.01, 0.1, 0.5])
 def test_filtered_recall_at_10_against_exact(
     variant: str, share: float, recall_data: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     """Filtered searches keep the unfiltered recall floor: a 1 % filter is scanned, wider
-    ones walk the graph further."""
+    ones walk the graph further. (qdrant's in-process engine is brute force, so exact, and
+    checks an id filter point by point: the contract test covers it.)"""
     data, queries, _ = recall_data
-    queries = queries[:40]  # qdrant's in-process engine checks an id list point by point
+    queries = queries[:40]
     name, params, floor = RECALL[variant]
     allowed = np.random.default_rng(33).choice(len(data), int(share * len(data)), replace=False)
     oracle = ExactIndexer(64, storage="float32")
