@@ -39,7 +39,7 @@ from imgfinder.errors import (
     NotFoundError,
     StorageError,
 )
-from imgfinder.indexers.registry import INDEXERS
+from imgfinder.indexers.registry import CHOICES
 from imgfinder.jobs import JobStatus
 from imgfinder.media.served import UnsafePathError
 from imgfinder.media.uploads import MAX_UPLOAD_BYTES
@@ -86,7 +86,10 @@ ModelKey = Annotated[
         max_length=200, description="Model key (default: the one the collection was built with)."
     ),
 ]
-IndexerName = Annotated[Literal[tuple(INDEXERS)], Query(description="Vector index.")]  # type: ignore[valid-type]
+IndexerName = Annotated[
+    Literal[tuple(CHOICES)],
+    Query(description="Vector index; auto picks exact or an HNSW graph by the collection's size."),
+]  # type: ignore[valid-type]
 #: how many "not" texts one query may carry: each is encoded, so the count is bounded
 MAX_NOT_TERMS = 16
 #: a "not" text: a blank one is ignored, as the library ignores it
@@ -167,6 +170,7 @@ class SearchOut(BaseModel):
     best_confidence: float | None = Field(None, description="And that hit's confidence.")
     encode_ms: float
     search_ms: float
+    indexer: str = Field("", description="The index that answered (what auto chose).")
 
 
 class Within(BaseModel):
@@ -325,6 +329,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             best_confidence=outcome.best_confidence,
             encode_ms=round(outcome.encode_s * 1000, 3),
             search_ms=round(outcome.search_s * 1000, 3),
+            indexer=outcome.indexer,
         )
 
     @app.get("/health", tags=["service"])
@@ -400,8 +405,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/collections/{name}/search", tags=["search"])
     def search_post(name: str, body: TextSearch) -> SearchOut:
-        if body.indexer not in INDEXERS:
-            raise ConfigError(f"indexer must be one of {', '.join(INDEXERS)}")
+        if body.indexer not in CHOICES:
+            raise ConfigError(f"indexer must be one of {', '.join(CHOICES)}")
         chosen = selection(name, body.model, body.indexer)
         query = _combined(
             SearchQuery.for_text(body.q), None, WITH_WEIGHT, body.exclude, body.not_weight

@@ -46,7 +46,12 @@ ModelOpt = Annotated[
 ]
 IndexerOpt = Annotated[
     str,
-    typer.Option("--indexer", "-i", help="exact (the original's 'dummy'), faiss, hnsw, qdrant."),
+    typer.Option(
+        "--indexer",
+        "-i",
+        help="exact (the original's 'dummy'), faiss, hnsw, qdrant, or auto (exact, or an HNSW "
+        "graph for big collections).",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -257,6 +262,9 @@ def search(
         folder = os.path.abspath(folder)  # a shell's relative path means from here
     within = service.within(chosen.collection, only, folder, since, until)
     outcome = service.find(chosen, wanted, k, threshold, within, scale=scale)
+    if indexer == "auto":
+        recall = service.model(chosen).recall()
+        errors.print(f"auto chose {outcome.indexer} (recall@10 {recall:.3f} against exact)")
     hits = outcome.hits
     if as_json:
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))

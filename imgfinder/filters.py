@@ -46,20 +46,33 @@ class Filter:
         return any(v is not None for v in (self.kind, self.folder, self.since, self.until))
 
     def taken_bounds(self) -> tuple[str | None, str | None]:
-        """[from, to) as the ISO text the catalog stores EXIF dates in."""
-        start = self.since.isoformat() if self.since else None
-        end = (self.until + timedelta(days=1)).isoformat() if self.until else None
-        return start, end
+        """[from, to) as the ISO text the catalog stores EXIF dates in (None: open)."""
+        end = _day_after(self.until)
+        return (self.since.isoformat() if self.since else None), (end.isoformat() if end else None)
 
     def mtime_bounds(self) -> tuple[int | None, int | None]:
         """[from, to) as modification times in nanoseconds, from local midnight to midnight."""
+        end = _day_after(self.until)
         start = _local_midnight_ns(self.since) if self.since else None
-        end = _local_midnight_ns(self.until + timedelta(days=1)) if self.until else None
-        return start, end
+        return start, (_local_midnight_ns(end) if end else None)
+
+
+def _day_after(day: date | None) -> date | None:
+    """The next day; None for none, or for the last day a date can be (an open end)."""
+    return None if day is None or day == date.max else day + timedelta(days=1)
 
 
 def _local_midnight_ns(day: date) -> int:
-    return int(datetime.combine(day, time()).timestamp()) * 1_000_000_000
+    """Local midnight of `day` in nanoseconds since the epoch, held within SQLite's integers
+    (which end in 2262); a day local time cannot place counts as UTC midnight."""
+    try:
+        seconds = int(datetime.combine(day, time()).timestamp())
+    except (ValueError, OverflowError, OSError):
+        seconds = (day - date(1970, 1, 1)).days * 86400
+    return max(-_NS_LIMIT, min(_NS_LIMIT, seconds * 1_000_000_000))
+
+
+_NS_LIMIT = 2**63 - 1
 
 
 def as_filter(only: str | Filter | None) -> Filter | None:

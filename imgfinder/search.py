@@ -28,7 +28,8 @@ from imgfinder.errors import (
 )
 from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.base import Indexer
-from imgfinder.indexers.registry import INDEXERS, create_indexer
+from imgfinder.indexers.common import exact_search
+from imgfinder.indexers.registry import AUTO, CHOICES, choose_indexer, create_indexer
 from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
@@ -101,8 +102,8 @@ class SearchModel:
         create: bool = True,
         model_name: str | None = None,
     ) -> None:
-        if indexer not in INDEXERS:
-            raise ConfigError(f"unknown indexer '{indexer}'; choose one of: {', '.join(INDEXERS)}")
+        if indexer not in CHOICES:
+            raise ConfigError(f"unknown indexer '{indexer}'; choose one of: {', '.join(CHOICES)}")
         if isinstance(collection, Collection):
             self.collection = collection
         else:
@@ -116,8 +117,11 @@ class SearchModel:
             self.model_name = model or self.collection.manifest.get("model") or default_model_key()
             runtime = self.collection.runtime_for(self.model_name, runtime)
             self.embedder = create_embedder(self.model_name, model_dir=model_dir, runtime=runtime)
+        #: what was asked for: a backend, or `auto` (chosen by size when the index is built)
+        self.indexer_asked = indexer
         self.indexer_name = indexer
         self.indexer_params = dict(indexer_params or {})
+        self._recall: tuple[int, float] | None = None
         self.video = video or VideoSampling()
         self._index: Indexer | None = None
         #: the catalog's rows that `_index` holds, and the generation they are
@@ -200,6 +204,8 @@ class SearchModel:
                 f"to row {last}: it is damaged; run imgfinder repair"
             )
         if self._index is None:
+            if self.indexer_asked == AUTO:
+                self.indexer_name, self.indexer_params = choose_indexer(len(snapshot.ids))
             self._index = self._load_saved(snapshot.generation)
             if self._index is not None:
                 self._held, self._generation = snapshot, snapshot.generation
@@ -528,6 +534,34 @@ class SearchModel:
         vectors = store.read(held.row_numbers[np.searchsorted(held.ids, keep)])
         return keep, [items[i].path or "" for i in keep], vectors
 
+    def recall(self, sample: int = 50) -> float:
+        """recall@10 of this index against exact search, measured with `sample` stored items
+        as queries (their own row left out) once per generation; 1.0 for the exact index."""
+        with self._lock:
+            index = self.vector_index()
+            held, generation = self._held, self._generation
+            if self.indexer_name == "exact" or not len(held.ids):
+                return 1.0
+            if self._recall is not None and self._recall[0] == generation:
+                return self._recall[1]
+            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+            picked = np.random.default_rng(0).choice(
+                len(held.ids), min(sample, len(held.ids)), replace=False
+            )
+            queries = store.read(held.row_numbers[picked])
+            found = index.search(queries, 11)[1]
+        truth = exact_search(store.mapped(), held.ids, queries, 11, held.row_numbers)[1]
+        recall = float(
+            np.mean(
+                [
+                    len((set(f) & set(t)) - {held.ids[p]}) / max(1, len(set(t) - {held.ids[p]}))
+                    for f, t, p in zip(found, truth, picked, strict=True)
+                ]
+            )
+        )
+        self._recall = (generation, recall)
+        return recall
+
     # -- info -------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
@@ -539,6 +573,8 @@ class SearchModel:
             "dim": self.embedder.dim,
             "indexer": self.indexer_name,
             "indexer_params": self.indexer_params,
+            "indexer_asked": self.indexer_asked,
+            "recall_at_10": round(self.recall(), 3),
             "roots": catalog.roots(),
             **catalog.counts(),
             "embedder_keys": catalog.embedder_keys(),

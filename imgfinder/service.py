@@ -40,7 +40,14 @@ from imgfinder.embedders.registry import (
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, MediaError, NotFoundError
 from imgfinder.explain import MAP_SIDE, METHODS, RelevanceMap, relevance_map
 from imgfinder.filters import Filter, as_filter
-from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS, INDEXERS
+from imgfinder.indexers.registry import (
+    AUTO,
+    AUTO_DESCRIPTION,
+    DEFAULT_PARAMS,
+    DESCRIPTIONS,
+    INDEXERS,
+    describe_indexer,
+)
 from imgfinder.indexing import IndexReport
 from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
 from imgfinder.media.frames import VideoSampling
@@ -217,6 +224,8 @@ class Outcome:
     #: with PyTorch, int8 with fp32); empty when not measured
     runtime: str = ""
     parity: str = ""
+    #: the index that answered: the backend asked for, or the one `auto` chose
+    indexer: str = ""
 
 
 def load_factory(spec: str | None, model_dir: str | None = None) -> EmbedderFactory:
@@ -427,8 +436,9 @@ class Service:
 
     @staticmethod
     def indexers() -> dict[str, tuple[str, dict[str, Any]]]:
-        """Indexer name -> (description, default parameters)."""
-        return {name: (DESCRIPTIONS.get(name, name), DEFAULT_PARAMS[name]) for name in INDEXERS}
+        """Indexer name -> (description, default parameters), and `auto`."""
+        backends = {name: (DESCRIPTIONS[name], DEFAULT_PARAMS[name]) for name in INDEXERS}
+        return {**backends, AUTO: (AUTO_DESCRIPTION, {})}
 
     # -- loaded once per process --------------------------------------------------------------
 
@@ -582,6 +592,7 @@ class Service:
         outcome.hits = hits
         outcome.results = self._group(model, hits)
         outcome.runtime = str(getattr(model.embedder, "runtime", ""))
+        outcome.indexer = describe_indexer(model.indexer_name, model.indexer_params)
         if parity := getattr(model.embedder, "parity", None):
             outcome.parity = parity_summary(outcome.runtime, parity)
         if not hits:

@@ -141,7 +141,7 @@ def test_every_control_is_there(app: AppTest, library: Path) -> None:
     }
     index = sidebar.selectbox(key="indexer")
     assert index.value == "exact" and index.options[0].startswith('Exact (the original\'s "dummy")')
-    assert len(index.options) == len(INDEXERS)
+    assert len(index.options) == len(INDEXERS) + 1  # and auto
     k = sidebar.slider(key="k")
     assert (k.min, k.max, k.value) == (1, 200, 24)
     assert sidebar.radio(key="scale").value == "confidence"
@@ -402,10 +402,11 @@ def test_every_indexer_is_offered_and_answers_the_same(app: AppTest) -> None:
         "FAISS",
         "HNSW (nmslib)",
         "Qdrant",
+        "Automatic",
     ]
     search(app, "green")
     expected = sorted(names(app)[:2])
-    for name in ("faiss", "hnsw"):
+    for name in ("faiss", "hnsw", "auto"):
         app.sidebar.selectbox(key="indexer").set_value(name)
         rerun(app)
         assert sorted(names(app)[:2]) == expected, name

@@ -82,6 +82,14 @@ def test_a_filter_nothing_passes_finds_nothing(model: SearchModel, album: Path) 
     assert model.search_text("red", k=5, only=Filter(folder=str(album / "fe"))) == []  # no prefix
 
 
+def test_dates_at_the_ends_of_the_calendar_filter_without_error(model: SearchModel) -> None:
+    """Found by fuzzing the API: year 1 cannot be placed in local time, and 2263 is past what
+    nanoseconds since 1970 can count in SQLite's integers."""
+    for since, until in (("0001-01-01", None), ("2263-01-01", None), (None, "9999-12-31")):
+        hits = model.search_text("red", k=100, only=Filter(since=since, until=until))
+        assert len(hits) == (0 if since and since > "2100" else 63)
+
+
 def test_filters_are_checked() -> None:
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
         Filter(since="last tuesday")
@@ -126,3 +134,26 @@ def test_the_filter_cache_follows_the_catalog(model: SearchModel, album: Path) -
     model.index([album])
     assert len(model.passing(only)) == 4
     assert np.all(np.diff(model.passing(only)) > 0)
+
+
+def test_auto_is_exact_for_a_small_collection(tmp_path: Path, album: Path) -> None:
+    model = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer="auto")
+    model.index([album])
+    assert model.search_text("red", k=3)
+    info = model.info()
+    assert (info["indexer_asked"], info["indexer"], info["recall_at_10"]) == ("auto", "exact", 1.0)
+
+
+def test_auto_builds_a_graph_above_its_size_and_measures_its_recall(
+    tmp_path: Path, album: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("faiss")
+    monkeypatch.setattr("imgfinder.indexers.registry.EXACT_UP_TO", 10)  # 63 items get a graph
+    SearchModel(tmp_path / "collection", ColorEmbedder()).index([album])
+    model = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer="auto")
+    hits = model.search_text("green", k=5, only=Filter(folder=str(album / "many")))
+    assert len(hits) == 5 and all("/many/" in h.path for h in hits)
+    assert (model.indexer_name, model.indexer_params["factory"]) == ("faiss", "HNSW32_SQ8")
+    recall = model.recall()
+    assert 0.5 <= recall <= 1.0 and model.info()["recall_at_10"] == round(recall, 3)
+    assert model._index_dir().name.startswith("faiss")

@@ -74,6 +74,13 @@ class VectorStore:
             raise
         return size // self._row_bytes
 
+    def mapped(self) -> np.ndarray:
+        """Every row as a read-only float16 memory map (nothing is read until used)."""
+        count = len(self)
+        if count == 0:
+            return np.zeros((0, self.dim), dtype=np.float16)
+        return np.memmap(self.path, dtype=np.float16, mode="r", shape=(count, self.dim))
+
     def read(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Rows as float32 (all rows when `rows` is None)."""
         count = len(self)
