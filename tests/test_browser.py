@@ -303,6 +303,15 @@ def walk_through(page, library: Path) -> None:
     slide(page, "Results (top-k)", "End", "200")
     expect_cards(page, *first)
 
+    # a folder filter inside the search: no red image is in clips/, the filter goes into the
+    # URL, and clearing it brings the red images back
+    page.get_by_text("Limit to a folder or dates", exact=True).click()
+    choose(page, "Folder", "album/clips")
+    expect(cards(page).filter(has_text=red)).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"[?&]folder=[^&]*clips"))
+    page.get_by_role("button", name="Clear the filters").first.click()
+    expect_cards(page, *first)
+
     # more like this, and back
     page.get_by_role("button", name="More like this").first.click()
     expect(alert(page, "Info").first).to_have_text(f"More like {first[0]}")

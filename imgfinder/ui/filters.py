@@ -52,5 +52,8 @@ def filter_panel(service: Service, collection: str, kind: str | None) -> Filter:
 
 
 def clear_filters() -> None:
-    for key in (FOLDER_KEY, DATES_KEY):
-        st.session_state.pop(key, None)
+    """Back to everything. The folder is set, not forgotten: a forgotten select box comes back
+    with the browser's last choice at the next click. The dates are forgotten: a range widget
+    must be given a first value, which Streamlit refuses beside one set here."""
+    st.session_state[FOLDER_KEY] = ""
+    st.session_state.pop(DATES_KEY, None)
