@@ -38,6 +38,11 @@ def library(tmp_path: Path) -> Path:
     for color in ("red", "green", "blue"):
         for number in range(3):
             make_image(album / color / f"{color}_{number}.png", color, seed=number)
+    return index_photos(tmp_path, album)
+
+
+def index_photos(tmp_path: Path, album: Path) -> Path:
+    """`album` indexed into the collection "photos" of the data folder under `tmp_path`."""
     model = SearchModel(tmp_path / "data" / "indexes" / "photos", ColorEmbedder())
     model.index([album])
     model.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ColorEmbedder, cli_main, dated_album
 from fastapi.testclient import TestClient
-from test_api import color_service
+from test_api import color_service, index_photos
 
 from imgfinder.api import create_app
 from imgfinder.filters import Filter
@@ -18,11 +18,7 @@ from imgfinder.search import SearchModel
 
 @pytest.fixture
 def album(tmp_path: Path) -> Path:
-    root = dated_album(tmp_path / "album")
-    model = SearchModel(tmp_path / "data" / "indexes" / "photos", ColorEmbedder())
-    model.index([root])
-    model.close()
-    return root
+    return index_photos(tmp_path, dated_album(tmp_path / "album"))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def filter_panel(service: Service, collection: str, kind: str | None) -> Filter:
     span = service.taken_span(collection)
     if state.get(FOLDER_KEY) not in (None, "", *folders):
         del state[FOLDER_KEY]  # a folder of another collection, or one since removed
-    active = bool(state.get(FOLDER_KEY)) or bool(state.get(DATES_KEY))
+    active = any(state.get(key) for key in (FOLDER_KEY, DATES_KEY, URL_DATES_KEY))
     with st.expander(t("Limit to a folder or dates"), expanded=active):
         left, right = st.columns(2)
         folder = left.selectbox(
