@@ -51,7 +51,7 @@ test: lint browser
 bench: install-dev
 	$(BIN)/python bench/run_all.py
 
-## Indexers at 10^5 vectors (SCALE=--million for 10^6: about an hour, 4 GB of disk).
+## Indexers at 10^5 vectors (SCALE=--million for 10^6: about 15 minutes, 4 GB of disk).
 bench-scale: install-dev
 	$(BIN)/python bench/bench_scale.py $(SCALE)
 
