@@ -124,3 +124,23 @@ def test_images_only_and_videos_only(tmp_path: Path, media: Path) -> None:
     assert [h.path for h in red_images] == [str(media / "red_photo.png")]
     with pytest.raises(ConfigError, match="kind must be one of image, video"):
         model.search_text("red", only="photos")
+
+
+def test_moment_thumbnails_are_made_at_card_size_not_model_size(tmp_path: Path) -> None:
+    """The colour model sees 32-pixel frames; the page shows 320-pixel cards."""
+    root = tmp_path / "media"
+    root.mkdir()
+    write_video(
+        root / "wide.mp4",
+        lambda t: Image.new("RGB", (640, 360), PALETTE["red" if t < 1 else "blue"]),
+        fps=5,
+        duration=2.0,
+        size=(640, 360),
+    )
+    model = SearchModel(tmp_path / "collection", ColorEmbedder())
+    model.index([root])
+    thumbs = sorted(model.collection.thumbs_dir().rglob("*.jpg"))
+    assert thumbs
+    for thumb in thumbs:
+        assert Image.open(thumb).size == (320, 180), thumb
+    assert model.search_text("red", k=1, only="video")[0].t_best < 1

@@ -12,7 +12,11 @@ from imgfinder.atomic import atomic_write
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import ConfigError
 
-THUMB_SIZE = 256
+#: a frame thumbnail's longer side: the page's card size (`thumbs.GRID_SIZE`)
+THUMB_SIZE = 320
+#: frames are decoded with at least this shorter side when thumbnails are kept, so a 16:9
+#: thumbnail fills a card instead of being the model's input (85x64 for the demo model) blown up
+THUMB_SIDE = 180
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ def embed_video_frames(
         path,
         every=sampling.every,
         scene_cuts=sampling.scene_cuts,
-        target_size=embedder.image_size,
+        target_size=embedder.image_size
+        if thumbs_dir is None
+        else max(embedder.image_size, THUMB_SIDE),
         time_limit=sampling.time_limit,
         time_per_second=sampling.time_per_second,
     ):
