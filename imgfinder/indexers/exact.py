@@ -157,13 +157,16 @@ class ExactIndexer(Indexer):
         ids = np.concatenate([mapped_ids, self._store.ids])
         order = np.argsort(ids, kind="stable")
         # a fresh name per save: the state file names its rows, so an interrupted save can
-        # never pair new ids with old rows
+        # never pair new ids with old rows; the rows the state named until now are kept for a
+        # process that read the old state and is about to map them (a process that has mapped
+        # a file keeps its pages when it goes)
+        previous = _rows_file(directory)
         name = f"exact-{secrets.token_hex(8)}.f16"
         write_rows(directory / name, self.dim, self._chunks(order, len(mapped_ids)))
         save_npz(directory / DATA_FILE, ids=ids[order], rows_file=np.array(name))
         for stale in directory.glob("exact-*.f16"):
-            if stale.name != name:
-                stale.unlink(missing_ok=True)  # a process that still maps it keeps its pages
+            if stale.name not in (name, previous):
+                stale.unlink(missing_ok=True)
         self._map(directory / name, ids[order])
 
     def _load_data(self, directory: Path) -> None:
@@ -187,6 +190,14 @@ class ExactIndexer(Indexer):
         self._live = np.ones(len(ids), dtype=bool)
         self._live_count = len(ids)
         self._store.clear()
+
+
+def _rows_file(directory: Path) -> str | None:
+    """The rows file a saved state names, if there is a readable one."""
+    try:
+        return str(load_npz(directory / DATA_FILE, ("rows_file",))["rows_file"])
+    except IndexerError:
+        return None
 
 
 def _best(

@@ -98,7 +98,8 @@ class MappedRows:
     def search(
         self, queries: np.ndarray, k: int, rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k (scores, row numbers padded -1) over all rows or only `rows`."""
+        """Exact top-k over all rows or only `rows`: (scores, row numbers), at most k columns,
+        -1 where there are fewer rows than that."""
         index = self._index
         if index is None:
             return exact_search(self.rows, np.arange(self.count), queries, k, rows)
