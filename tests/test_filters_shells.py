@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import ColorEmbedder, cli_main, dated_album
+from conftest import ColorEmbedder, cli_main, dated_album, make_image
 from fastapi.testclient import TestClient
 from test_api import color_service, index_photos
 
@@ -106,3 +107,16 @@ def test_the_cli_filters_as_the_library_does(
     assert code == 0 and "passes --folder, --since and --until" in err
     code, out, err = cli_main(monkeypatch, capsys, *args, "--since", "yesterday")
     assert code != 0 and "YYYY-MM-DD" in err
+
+
+def test_the_folders_offered_follow_the_collection(tmp_path: Path, album: Path) -> None:
+    """Kept per generation for the page's reruns, yet new after an index run."""
+    service = color_service(tmp_path)
+    collection = tmp_path / "data" / "indexes" / "photos"
+    before = service.folders(collection)
+    assert before == [str(album), str(album / "few"), str(album / "many")]
+    assert service.folders(collection) is before  # the page's next rerun reads nothing
+    make_image(album / "new" / "n.jpg", "red")
+    index_photos(tmp_path, album)
+    assert service.folders(collection) == [*before, str(album / "new")]
+    assert service.taken_span(collection)[1] == date.today()
