@@ -115,17 +115,19 @@ def as_vectors(ids: Any, vectors: Any, dim: int) -> tuple[np.ndarray, np.ndarray
 
 
 def finish(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad a backend's [nq, <=k] answer to the contract: [nq, k], -inf/-1, descending."""
+    """A backend's [nq, any] answer in the contract's shape: the k best of each row (an id
+    below 0 is nothing found), descending, padded to [nq, k] with -inf/-1."""
     nq, got = ids.shape
+    found = ids >= 0
+    scores = np.where(found, scores, -np.inf)
+    ids = np.where(found, ids, -1)
+    if got > k or (got > 1 and (scores[:, 1:] > scores[:, :-1]).any()):
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(scores, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
     out_scores, out_ids = empty_result(nq, k)
-    got = min(got, k)
-    found = ids[:, :got] >= 0
-    out_ids[:, :got] = np.where(found, ids[:, :got], -1)
-    out_scores[:, :got] = np.where(found, scores[:, :got], -np.inf)
-    if got > 1 and (out_scores[:, 1:got] > out_scores[:, : got - 1]).any():
-        order = np.argsort(-out_scores, axis=1, kind="stable")
-        out_scores = np.take_along_axis(out_scores, order, axis=1)
-        out_ids = np.take_along_axis(out_ids, order, axis=1)
+    out_scores[:, : ids.shape[1]] = scores
+    out_ids[:, : ids.shape[1]] = ids
     return out_scores, out_ids
 
 

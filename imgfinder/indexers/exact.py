@@ -80,14 +80,19 @@ class ExactIndexer(Indexer):
         # first among near-duplicates
         wider = k + _RESCORED
         scores, ids = self._store.search(queries, wider, allowed)
-        if self._live_count and len(queries):
-            scores, ids = _best((scores, ids), self._search_mapped(queries, wider, allowed), wider)
-        return _best((self._cosines(queries, ids), ids), None, k)
+        mapped = self._search_mapped(queries, wider, allowed) if len(queries) else None
+        if mapped is not None:
+            both = (np.concatenate([scores, mapped[0]], 1), np.concatenate([ids, mapped[1]], 1))
+            scores, ids = finish(*both, wider)
+        return finish(self._cosines(queries, ids), ids, k)
 
     def _search_mapped(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Top-k of the mapped file's live rows (of `allowed` ids only, if given), as ids."""
+        """Top-k of the mapped file's live rows (of `allowed` ids only, if given), as ids;
+        None when no row can be."""
+        if not self._live_count:
+            return None
         rows = None
         if allowed is not None or self._live_count < len(self._live):
             rows = np.flatnonzero(self._live)
@@ -198,20 +203,3 @@ def _rows_file(directory: Path) -> str | None:
         return str(load_npz(directory / DATA_FILE, ("rows_file",))["rows_file"])
     except IndexerError:
         return None
-
-
-def _best(
-    first: tuple[np.ndarray, np.ndarray],
-    second: tuple[np.ndarray, np.ndarray] | None,
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of one or two [nq, *] answers, in the contract's shape."""
-    scores, ids = first
-    if second is not None:
-        scores = np.concatenate([scores, second[0]], axis=1)
-        ids = np.concatenate([ids, second[1]], axis=1)
-    scores = np.where(ids >= 0, scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return finish(
-        np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1), k
-    )

@@ -91,14 +91,7 @@ class HnswIndexer(Indexer):
             scores, ids = self._graph_search(queries, top, ef=2 * top)
             passed = np.isin(ids, allowed)
             if top == size or (passed.sum(axis=1) >= needed).all():
-                scores = np.where(passed, scores, -np.inf)
-                order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-                ids = np.where(passed, ids, -1)
-                return finish(
-                    np.take_along_axis(scores, order, axis=1),
-                    np.take_along_axis(ids, order, axis=1),
-                    k,
-                )
+                return finish(scores, np.where(passed, ids, -1), k)
             top = min(size, 4 * top)
 
     def _graph_search(
