@@ -554,12 +554,9 @@ class Service:
 
     def folder_label(self, collection: str | Path, folder: str) -> str:
         """A folder as "indexed folder's name/path below it", always printable."""
-        roots = [
-            root for root in self.collection(collection).catalog.roots() if is_under(folder, root)
-        ]
-        if not roots:
+        root = _holding_root(folder, self.collection(collection).catalog.roots())
+        if root is None:
             return display_path(folder)
-        root = max(roots, key=len)
         relative = os.path.relpath(folder, root)
         name = os.path.basename(root) or root
         return display_path(name if relative == "." else os.path.join(name, relative))
@@ -971,12 +968,16 @@ class Service:
             self._models.clear()
 
 
+def _holding_root(path: str, roots: list[str]) -> str | None:
+    """The deepest of `roots` that `path` is under (or is), if any."""
+    holders = [root for root in roots if is_under(path, root)]
+    return max(holders, key=len) if holders else None
+
+
 def _display_name(path: str, roots: list[str]) -> str:
     """A path relative to the root that holds it (the deepest), for a short card label."""
-    holders = [root for root in roots if is_under(path, root)]
-    if not holders:
-        return Path(path).name
-    relative = os.path.relpath(path, max(holders, key=len))
+    root = _holding_root(path, roots)
+    relative = "." if root is None else os.path.relpath(path, root)
     return Path(path).name if relative == "." else relative
 
 
