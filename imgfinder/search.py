@@ -427,7 +427,7 @@ class SearchModel:
         while True:
             with self._lock:  # indexing may be updating the same index
                 index = self.vector_index()
-                allowed = self.passing(only)
+                allowed = self._passing_held(only)
                 total = len(index) if allowed is None else len(allowed)
                 fetch = min(total, fetch)
                 if fetch == 0:
@@ -447,10 +447,16 @@ class SearchModel:
     def passing(self, only: Filter | None) -> np.ndarray | None:
         """The ids of the stored items that pass `only` (None when it filters nothing), read
         from the catalog once per generation and filter."""
+        with self._lock:
+            if only is not None and only.narrows:  # nothing to bring up to date otherwise
+                self.vector_index()
+            return self._passing_held(only)
+
+    def _passing_held(self, only: Filter | None) -> np.ndarray | None:
+        """`passing` for the generation the index holds (the caller brought it up to date)."""
         if only is None or not only.narrows:
             return None
         with self._lock:
-            self.vector_index()
             key = (self._generation, only)
             if key not in self._passing:
                 self._passing[key] = self.collection.catalog.matching_items(self.embedder.key, only)
