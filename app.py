@@ -160,7 +160,10 @@ def model_control(service: Service, collection: str) -> str | None:
         key=f"model::{collection}",
     )
     info = models[model]
-    st.caption(md(f"{info.description} · {', '.join(info.languages)}"))
+    published = (
+        [t("ImageNet zero-shot {top1} %", top1=info.imagenet_top1)] if info.imagenet_top1 else []
+    )
+    st.caption(md(" · ".join([info.description, ", ".join(info.languages), *published])))
     if info.family == "demo":
         st.info(t(DEMO_NOTE), icon=":material/info:")
     return model

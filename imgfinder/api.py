@@ -367,6 +367,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 "languages": list(info.languages),
                 "present": bool(info.present),
                 "threshold": info.threshold,
+                "imagenet_top1": info.imagenet_top1,
             }
             for info in service.models()
         ]

@@ -596,6 +596,7 @@ def models_list(
                 "languages": list(m.languages),
                 "present": m.present,
                 "size_mb": m.size_mb,
+                "imagenet_top1": m.imagenet_top1,
                 "source": m.hf_repo,
             }
             for m in models
@@ -609,13 +610,14 @@ def models_list(
         "languages",
         Column("size", no_wrap=True),
         "here",
-        *([Column("source", overflow="fold")] if wide else []),
+        *([Column("ImageNet", no_wrap=True), Column("source", overflow="fold")] if wide else []),
     )
     for m in models:
         present = "yes" if m.present else "no"
         cells = [m.key, m.family, ", ".join(m.languages), f"{m.size_mb} MB", present]
         if wide:
-            cells.append(Text(m.hf_repo or "bundled"))
+            top1 = f"{m.imagenet_top1:.1f} %" if m.imagenet_top1 is not None else ""
+            cells += [top1, Text(m.hf_repo or "bundled")]
         table.add_row(*cells)
     console.print(table)
 

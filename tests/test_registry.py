@@ -99,8 +99,81 @@ def test_every_entry_is_valid() -> None:
         "ruclip-vit-base-patch32-384",
         "ruclip-vit-large-patch14-224",
         "ruclip-vit-large-patch14-336",
+        "mobileclip-s1",
+        "mobileclip-s2",
+        "mobileclip2-s0",
+        "mobileclip2-s2",
+        "datacomp-vit-b-32-256",
+        "siglip2-vit-b-32-256",
     }
     assert wanted <= set(keys)
+    published = [info.imagenet_top1 for info in models if info.imagenet_top1 is not None]
+    assert len(published) >= 12 and all(50 < value < 90 for value in published)
+
+
+TINY_ENTRY = """
+[[model]]
+key = "tiny-from-the-hub"
+family = "open_clip"
+architecture = "tiny-vit"
+hf_repo = "someone/tiny-clip"
+files = ["open_clip_model.safetensors", "open_clip_config.json"]
+languages = ["en"]
+image_size = 32
+licence = "MIT"
+threshold = 0.2
+size_mb = 1
+description = "A tiny model a user added by writing this entry"
+"""
+
+
+def test_a_new_architecture_needs_only_a_models_toml_entry(tmp_path: Path) -> None:
+    """An entry in the models folder's models.toml, and the repository's files as a pull
+    fetches them: no code names the architecture, and the weights are the file's."""
+    open_clip = pytest.importorskip("open_clip")
+    import torch
+    from safetensors.torch import save_file
+
+    from imgfinder.embedders.openclip import OpenClipEmbedder
+
+    model_cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 12, "vocab_size": 49408, "width": 64, "heads": 2},
+    }
+    (tmp_path / "models.toml").write_text(TINY_ENTRY)
+    repo = repo_dir("someone/tiny-clip", tmp_path)
+    repo.mkdir(parents=True)
+    config = {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+    (repo / "open_clip_config.json").write_text(json.dumps(config))
+    torch.manual_seed(5)
+    model = open_clip.create_model(f"local-dir:{repo}").eval()
+    state = {name: value.contiguous() for name, value in model.state_dict().items()}
+    save_file(state, str(repo / "open_clip_model.safetensors"))
+
+    listed = {info.key: info for info in list_models(tmp_path)}
+    assert listed["tiny-from-the-hub"].present and "tiny-from-the-hub" not in {
+        info.key for info in list_models(tmp_path / "elsewhere")
+    }
+    embedder = create_embedder("tiny-from-the-hub", model_dir=tmp_path, runtime="onnx")
+    texts = ["a red car", "a blue sky"]
+    vectors = embedder.embed_texts(texts)
+    assert vectors.shape == (2, 16) and embedder.mean == (0.5, 0.5, 0.5)
+    with torch.no_grad():
+        expected = model.encode_text(open_clip.get_tokenizer(f"local-dir:{repo}")(texts))
+    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
+    assert (vectors * expected).sum(axis=1).min() > 0.9999
+    random = OpenClipEmbedder("ViT-B-32").key
+    assert embedder.key.startswith("open_clip:tiny-vit:dir-") and embedder.key != random
+
+
+def test_a_bad_user_entry_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(TINY_ENTRY.replace(', "open_clip_config.json"', ""))
+    with pytest.raises(ConfigError, match=r"open_clip_config\.json"):
+        list_models(tmp_path)
+    (tmp_path / "models.toml").write_text(TINY_ENTRY.replace("tiny-from-the-hub", "demo"))
+    with pytest.raises(ConfigError, match="demo"):
+        list_models(tmp_path)
 
 
 def test_unknown_key_lists_the_known_ones() -> None:

@@ -28,13 +28,19 @@ from PIL import Image
 from imgfinder.atomic import atomic_write_text
 from imgfinder.embedders import hftokenizer, textclean
 from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD, Embedder, l2_normalize, to_rgb
-from imgfinder.embedders.registry import hub_cache_dir, hub_offline, models_dir, repo_dir
+from imgfinder.embedders.registry import (
+    LOCAL_DIR,
+    REPO_CONFIG,
+    hub_cache_dir,
+    hub_offline,
+    models_dir,
+    repo_dir,
+)
 from imgfinder.errors import ConfigError, ImgFinderError, MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
-LOCAL_DIR = "local-dir:"
 #: rows per forward pass; bounds peak memory whatever batch the caller hands in
 MAX_BATCH = 32
 #: texts tokenised for the ONNX parity check (several scripts, empty, long)
@@ -574,10 +580,10 @@ class OpenClipEmbedder(TowerEmbedder):
         if pretrained.startswith(LOCAL_DIR):
             directory = Path(pretrained[len(LOCAL_DIR) :])
             checkpoint = find_checkpoint(directory)
-            config = directory / "open_clip_config.json"
+            config = directory / REPO_CONFIG
             if checkpoint is None or not config.is_file():
                 raise ModelError(
-                    f"{directory} needs open_clip_config.json and a weights file "
+                    f"{directory} needs {REPO_CONFIG} and a weights file "
                     f"(one of {', '.join(_CHECKPOINT_NAMES)})"
                 )
             combined = hashlib.sha256((file_digest(config) + file_digest(checkpoint)).encode())
@@ -705,7 +711,7 @@ class OpenClipEmbedder(TowerEmbedder):
         open_clip = import_open_clip()
         if name is None:
             name, folder = self._tokenizer_source()
-        if folder is not None and (folder / "open_clip_config.json").is_file():
+        if folder is not None and (folder / REPO_CONFIG).is_file():
             name = f"{LOCAL_DIR}{folder}"
         try:
             with hub_offline(self._text_tower_hub()):
@@ -793,7 +799,7 @@ def torch_free_tokenizer(
 def builds_from_repo_config(folder: Path, checkpoint: Path) -> bool:
     """Whether a downloaded repo folder describes its own model and preprocessing
     (open_clip_config.json) and open_clip, building from it, would load `checkpoint`."""
-    if not (folder / "open_clip_config.json").is_file():
+    if not (folder / REPO_CONFIG).is_file():
         return False
     from open_clip import factory
 

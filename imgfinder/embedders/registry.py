@@ -29,10 +29,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 REGISTRY_FILE = Path(__file__).with_name("models.toml")
+#: a user's own entries, in the models folder
+USER_REGISTRY = "models.toml"
 FAMILIES = ("open_clip", "ruclip", "demo", "immich")
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 HF_ENDPOINT = "https://huggingface.co"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+#: the open_clip loader's prefix for "build from this folder's own config"
+LOCAL_DIR = "local-dir:"
 #: loaders are imported by path, on use, so importing the registry stays cheap
 LOADERS = {
     "demo": "imgfinder.embedders.demo:DemoEmbedder",
@@ -40,6 +44,8 @@ LOADERS = {
     "ruclip": "imgfinder.embedders.ruclip:RuClipEmbedder",
     "immich": "imgfinder.embedders.immich:ImmichEmbedder",
 }
+#: an open_clip repository's own description of its architecture and preprocessing
+REPO_CONFIG = "open_clip_config.json"
 #: seconds to wait for the hub before saying the machine is offline
 CONNECT_TIMEOUT = 5.0
 
@@ -70,6 +76,8 @@ class ModelInfo:
     extra_files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: for bundled models: folder, relative to the repository, holding `files`
     local_dir: str | None = None
+    #: zero-shot ImageNet-1k top-1 (%) as published, for choosing between models
+    imagenet_top1: float | None = None
     present: bool = False
     path: Path | None = field(default=None, compare=False)
 
@@ -150,24 +158,41 @@ def hub_cache_dir(model_dir: Path | None = None) -> Path:
 # --------------------------------------------------------------------------- the registry
 
 
-@functools.cache
-def _registry() -> tuple[str, tuple[ModelInfo, ...]]:
-    """(default key, entries) parsed from models.toml once per process."""
+def _registry(model_dir: Path | None = None) -> tuple[str, tuple[ModelInfo, ...]]:
+    """(default key, entries): the bundled models.toml, then the models folder's own entries."""
+    user = Path(model_dir or models_dir()) / USER_REGISTRY
     try:
-        data = tomllib.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the model registry {REGISTRY_FILE}: {exc}") from exc
-    entries = tuple(_parse_entry(raw) for raw in data.get("model", []))
+        stamp = user.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _parse_registries(user if stamp is not None else None, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_registries(user: Path | None, _stamp: int | None) -> tuple[str, tuple[ModelInfo, ...]]:
+    """Parsed once per process and per version of the user's file (`_stamp`)."""
+    data = _read_registry(REGISTRY_FILE)
+    entries = tuple(_parse_entry(raw, REGISTRY_FILE) for raw in data.get("model", []))
+    if user is not None:
+        entries += tuple(_parse_entry(raw, user) for raw in _read_registry(user).get("model", []))
     keys = [entry.key for entry in entries]
     if len(set(keys)) != len(keys):
-        raise ConfigError(f"duplicate keys in {REGISTRY_FILE}")
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        raise ConfigError(f"model keys listed twice in {REGISTRY_FILE} or {user}: {twice}")
     default = str(data.get("default", keys[0] if keys else ""))
     if default not in keys:
         raise ConfigError(f"the default model {default!r} is not in {REGISTRY_FILE}")
     return default, entries
 
 
-def _parse_entry(raw: dict[str, Any]) -> ModelInfo:
+def _read_registry(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the model registry {path}: {exc}") from exc
+
+
+def _parse_entry(raw: dict[str, Any], source: Path) -> ModelInfo:
     try:
         info = ModelInfo(
             key=str(raw["key"]),
@@ -187,15 +212,21 @@ def _parse_entry(raw: dict[str, Any]) -> ModelInfo:
                 (str(extra["repo"]), tuple(extra["files"])) for extra in raw.get("extra_files", ())
             ),
             local_dir=raw.get("local_dir"),
+            imagenet_top1=float(raw["imagenet_top1"]) if "imagenet_top1" in raw else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"bad entry {raw.get('key', '?')!r} in {REGISTRY_FILE}: {exc}") from exc
+        raise ConfigError(f"bad entry {raw.get('key', '?')!r} in {source}: {exc}") from exc
     if info.family not in FAMILIES:
         raise ConfigError(f"model {info.key!r} has unknown family {info.family!r}")
     if info.hf_repo is None and info.local_dir is None:
         raise ConfigError(f"model {info.key!r} needs hf_repo or local_dir")
     if not 0.0 <= info.threshold < 1.0:
         raise ConfigError(f"model {info.key!r} has a threshold outside [0, 1): {info.threshold}")
+    if info.family == "open_clip" and info.pretrained is None and REPO_CONFIG not in info.files:
+        raise ConfigError(
+            f"model {info.key!r} needs an open_clip `pretrained` tag, or {REPO_CONFIG} "
+            "among its files to be built from"
+        )
     return info
 
 
@@ -204,18 +235,19 @@ def default_model_key() -> str:
     return _registry()[0]
 
 
-def get_model(key: str) -> ModelInfo:
+def get_model(key: str, model_dir: Path | None = None) -> ModelInfo:
     """The registry entry for `key` (without the presence check), or a ConfigError listing keys."""
-    for info in _registry()[1]:
+    entries = _registry(model_dir)[1]
+    for info in entries:
         if info.key == key:
             return info
-    known = ", ".join(info.key for info in _registry()[1])
+    known = ", ".join(info.key for info in entries)
     raise ConfigError(f"unknown model {key!r}; known models: {known}")
 
 
 def list_models(model_dir: Path | None = None) -> list[ModelInfo]:
     """Every registry entry, with `present` and `path` saying whether its files are here."""
-    return [locate(info, model_dir) for info in _registry()[1]]
+    return [locate(info, model_dir) for info in _registry(model_dir)[1]]
 
 
 def folder(info: ModelInfo, model_dir: Path | None = None) -> Path:
@@ -293,7 +325,7 @@ def create_embedder(key: str, *, model_dir: Path | None = None, runtime: str = "
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    info = locate(get_model(key), model_dir)
+    info = locate(get_model(key, model_dir), model_dir)
     missing = [name for name in info.requires if importlib.util.find_spec(name) is None]
     if missing:
         raise ModelError(
@@ -318,8 +350,9 @@ def _load(info: ModelInfo, model_dir: Path | None, runtime: str) -> Embedder:
     onnx_dir = Path(model_dir) / "onnx" if model_dir else None
     if info.family == "ruclip":
         return loader(info.path, runtime=runtime, onnx_dir=onnx_dir)
+    pretrained = info.pretrained or f"{LOCAL_DIR}{info.path}"
     return loader(
-        info.architecture, info.pretrained, runtime=runtime, cache_dir=model_dir, onnx_dir=onnx_dir
+        info.architecture, pretrained, runtime=runtime, cache_dir=model_dir, onnx_dir=onnx_dir
     )
 
 
@@ -340,7 +373,7 @@ def pull(
     """Download the files of registry entry `key`; fails fast, in one sentence, when offline.
 
     `progress(done, total, name)` is told before each file and once at the end."""
-    info = locate(get_model(key), model_dir)
+    info = locate(get_model(key, model_dir), model_dir)
     if info.present:
         return info
     if info.local_dir is not None or info.hf_repo is None:

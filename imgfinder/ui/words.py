@@ -53,6 +53,7 @@ RUSSIAN: dict[str, str] = {
     "Worst first": "Сначала худшие",
     "Model": "Модель",
     "{key} — not downloaded": "{key} — не скачана",
+    "ImageNet zero-shot {top1} %": "ImageNet без дообучения {top1} %",
     "The demo model knows only its synthetic world: colours, shapes, sizes, counts and "
     "backgrounds. For your own photos, pick or download a CLIP model.": (
         "Демо-модель знает только свой синтетический мир: цвета, формы, размеры, количество и "
