@@ -139,7 +139,7 @@ def test_a_new_architecture_needs_only_a_models_toml_entry(tmp_path: Path) -> No
     model_cfg = {
         "embed_dim": 16,
         "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 12, "vocab_size": 49408, "width": 64, "heads": 2},
+        "text_cfg": {"context_length": 12, "vocab_size": 49408, "width": 64, "layers": 1},
     }
     (tmp_path / "models.toml").write_text(TINY_ENTRY)
     repo = repo_dir("someone/tiny-clip", tmp_path)
