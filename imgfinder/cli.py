@@ -64,6 +64,13 @@ ModelDirOpt = Annotated[
     ),
 ]
 RuntimeOpt = Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")]
+FramingOpt = Annotated[
+    str,
+    typer.Option(
+        help="crop (the centre square, as models are trained) or pad (the whole picture, "
+        "padded to a square); auto: as the collection was indexed."
+    ),
+]
 
 
 @app.callback()
@@ -108,6 +115,7 @@ def index(
     param: ParamOpt = None,
     model_dir: ModelDirOpt = None,
     runtime: RuntimeOpt = "auto",
+    framing: FramingOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
     workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
     every: Annotated[float, typer.Option(help="Seconds between sampled video frames.")] = 1.0,
@@ -131,7 +139,7 @@ def index(
         raise ConfigError(f"there is no file or folder at {', '.join(map(str, paths))}")
     service = _service(model_dir)
     target = service.collection(service.settings.collection_path(collection))
-    chosen = _selection(service, target.dir, model, runtime, indexer, param)
+    chosen = _selection(service, target.dir, model, runtime, indexer, param, framing)
     video = VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit)
     labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
     try:
@@ -215,6 +223,7 @@ def search(
     param: ParamOpt = None,
     model_dir: ModelDirOpt = None,
     runtime: RuntimeOpt = "auto",
+    framing: FramingOpt = "auto",
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 24,
     threshold: Annotated[
         float | None,
@@ -254,7 +263,7 @@ def search(
     wanted = _query(query, image, exclude, not_weight, text_weight)
     service = _service(model_dir)
     chosen = _selection(
-        service, service.named(collection, paths=True), model, runtime, indexer, param
+        service, service.named(collection, paths=True), model, runtime, indexer, param, framing
     )
     if threshold is None:
         threshold = service.default_threshold(service.model_info(chosen.model), scale)
@@ -318,12 +327,14 @@ def _selection(
     runtime: str,
     indexer: str,
     params: list[str] | None,
+    framing: str = "auto",
 ) -> Any:
     """The service's Selection for a collection and the command's model and index options."""
     from imgfinder.service import Selection
 
     key = model or service.default_model(path)
-    return Selection(str(path), key, runtime, indexer, tuple(sorted(_parse_params(params).items())))
+    given = tuple(sorted(_parse_params(params).items()))
+    return Selection(str(path), key, runtime, indexer, given, framing)
 
 
 def _why_no_hits(outcome: Any, threshold: float) -> str:
@@ -668,6 +679,10 @@ def evaluate(
         Path | None, typer.Option(help="CSV with query,relevant columns (relative paths).")
     ] = None,
     prompt: Annotated[str, typer.Option(help="Template turning a class name into a query.")] = "{}",
+    framing: Annotated[
+        list[str] | None,
+        typer.Option(help="crop or pad (the whole picture, padded); repeat to compare."),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -695,7 +710,11 @@ def evaluate(
     params = {name: _parse_params(settings) for name, settings in per_indexer.items()}
     labelled = load_labelled(data, queries, prompt)
     results = run_evaluation(
-        labelled, model or ["demo"], indexer or ["exact"], indexer_params=params
+        labelled,
+        model or ["demo"],
+        indexer or ["exact"],
+        indexer_params=params,
+        framings=framing or ["crop"],
     )
     table = to_markdown(results)
     if out is not None:

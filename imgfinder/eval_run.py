@@ -8,6 +8,7 @@ relative to the folder; one row per relevant file, or several joined by ';').
 from __future__ import annotations
 
 import csv
+import itertools
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from imgfinder.embedders.framing import CROP, check_framing, framed
 from imgfinder.errors import ConfigError
 from imgfinder.evaluation import (
     evaluate_image_to_image,
@@ -74,24 +76,34 @@ def evaluate(
     ks: Sequence[int] = (1, 5, 10),
     workdir: Path | None = None,
     indexer_params: Mapping[str, Mapping[str, Any]] | None = None,
+    framings: Sequence[str] = (CROP,),
 ) -> dict[str, dict[str, float]]:
-    """One row of metrics per model × indexer; approximate indexers are also scored vs exact.
+    """One row of metrics per model × framing × indexer; approximate indexers are also
+    scored vs exact.
 
     `indexer_params` maps an indexer name to its parameters (e.g. {"hnsw": {"efSearch": 8}});
     the vs-exact score searches at depth k, as a user's query does, not over everything.
+    `framings` compares centre-cropping with padding to a square ("crop", "pad").
     """
     params = {name: dict(values) for name, values in (indexer_params or {}).items()}
+    from imgfinder.embedders.registry import create_embedder
     from imgfinder.search import SearchModel
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = workdir or Path(tmp)
-        for model in models:
-            collection = base / f"eval-{model}"
+        for model, framing in itertools.product(models, map(check_framing, framings)):
+            embedder = framed(create_embedder(model), framing)
+            name = model if framing == CROP else f"{model} ({framing})"
+            collection = base / f"eval-{model}-{framing}"
             exact_top: np.ndarray | None = None
             for indexer in ["exact", *[i for i in indexers if i != "exact"]]:
                 search_model = SearchModel(
-                    collection, model, indexer=indexer, indexer_params=params.get(indexer)
+                    collection,
+                    embedder,
+                    indexer=indexer,
+                    indexer_params=params.get(indexer),
+                    model_name=model,
                 )
                 if indexer == "exact":
                     search_model.index([data.root])
@@ -120,7 +132,7 @@ def evaluate(
                     _, top = index.search(queries, min(k, depth))
                     row[f"recall@{k}_vs_exact"] = _overlap(top, exact_top)
                 if indexer == "exact" or indexer in indexers:
-                    results[f"{model} / {_label(indexer, params.get(indexer))}"] = row
+                    results[f"{name} / {_label(indexer, params.get(indexer))}"] = row
                 search_model.close()
     return results
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
 from imgfinder.embedders.base import Embedder
+from imgfinder.embedders.framing import CROP, check_framing, framed, framing_of_key
 from imgfinder.embedders.onnx import parity_summary
 from imgfinder.embedders.registry import (
     RUNTIMES,
@@ -89,6 +90,8 @@ class Selection:
     runtime: str = "auto"
     indexer: str = "exact"
     params: tuple[tuple[str, Any], ...] = ()
+    #: "crop", "pad", or "auto": the way the collection was indexed by this model
+    framing: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -453,12 +456,13 @@ class Service:
                 self._collections[key] = Collection(key)
             return self._collections[key]
 
-    def embedder(self, key: str, runtime: str) -> Embedder:
-        """Each model is loaded once; loads are serialised so two sessions never race one."""
+    def embedder(self, key: str, runtime: str, framing: str = CROP) -> Embedder:
+        """Each model is loaded once (whatever its framing); loads are serialised so two
+        sessions never race one."""
         with self._load_lock:
             if (key, runtime) not in self._embedders:
                 self._embedders[(key, runtime)] = self._factory(key, runtime)
-            return self._embedders[(key, runtime)]
+            return framed(self._embedders[(key, runtime)], framing)
 
     def model(self, selection: Selection) -> SearchModel:
         """The SearchModel for a sidebar selection; models and collections are shared."""
@@ -468,7 +472,7 @@ class Service:
             return found
         collection = self.collection(selection.collection)
         runtime = collection.runtime_for(selection.model, selection.runtime)
-        embedder = self.embedder(selection.model, runtime)
+        embedder = self.embedder(selection.model, runtime, self._framing(collection, selection))
         params = dict(selection.params)
         where = {"location", "path", "url"} & set(params)
         if selection.indexer == "qdrant" and self.settings.qdrant_url and not where:
@@ -484,6 +488,14 @@ class Service:
                 )
                 self._models[selection] = model
             return self._models[selection]
+
+    @staticmethod
+    def _framing(collection: Collection, selection: Selection) -> str:
+        """The selection's framing; "auto" is the one this model last indexed it with."""
+        if selection.framing != "auto":
+            return check_framing(selection.framing)
+        latest = collection.latest_key(selection.model)
+        return framing_of_key(latest) if latest else CROP
 
     def examples(self, collection: str | Path) -> list[str]:
         """Example queries for the empty search page: the collection's own, else generic ones."""

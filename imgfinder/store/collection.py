@@ -140,11 +140,15 @@ class Collection:
 
     def runtime_of(self, model: str) -> str | None:
         """The runtime `model` last indexed this collection with, if recorded."""
+        key = self.latest_key(model)
+        return self.manifest["embedders"][key].get("runtime") if key else None
+
+    def latest_key(self, model: str) -> str | None:
+        """The embedder key of the vectors `model` made here last, if any."""
         embedders = self.manifest.get("embedders", {})
         keys = [key for key, entry in embedders.items() if entry.get("model") == model]
         latest = self.manifest.get("embedder_key")
-        key = latest if latest in keys else (keys[-1] if keys else None)
-        return embedders[key].get("runtime") if key else None
+        return latest if latest in keys else (keys[-1] if keys else None)
 
     def vectors(self, embedder_key: str, dim: int) -> VectorStore:
         return VectorStore(self.dir / "vectors" / vector_file_name(embedder_key), dim)
