@@ -226,7 +226,10 @@ def search_tab(
             max_upload_size=MAX_UPLOAD_MB,
             on_change=forget_like,
         )
-        query = Query.for_image(upload.getvalue()) if upload is not None else None
+        augment = st.checkbox(
+            t("Also mirrored and closer up (steadier, 4× the model's time)"), key="augment"
+        )
+        query = Query.for_image(upload.getvalue(), augment) if upload is not None else None
     if (like := st.session_state.get("like")) is not None:
         st.info(md(t("More like {name}", name=like["name"])), icon=":material/auto_awesome:")
         st.button(t("Back to my query"), on_click=forget_like)

@@ -428,12 +428,15 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         text_weight: TextWeight = WITH_WEIGHT,
         exclude: Exclude = [],  # noqa: B006 - FastAPI copies it; never mutated
         not_weight: NotWeight = NOT_WEIGHT,
+        augment: Annotated[
+            bool, Query(description="Average the image with its mirror and a closer view.")
+        ] = False,
     ) -> SearchOut:
         """Images and moments that look like the uploaded image; with `q`, like it but also
         matching that text."""
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         chosen = selection(name, model)
-        query = _combined(SearchQuery.for_image(data), q, text_weight, exclude, not_weight)
+        query = _combined(SearchQuery.for_image(data, augment), q, text_weight, exclude, not_weight)
         found = find(chosen, query, k, threshold, within, scale)
         return answer(name, chosen, found)
 

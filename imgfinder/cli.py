@@ -217,6 +217,12 @@ def search(
     exclude: NotOpt = None,
     not_weight: NotWeightOpt = 0.5,
     text_weight: TextWeightOpt = 1.0,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment", help="With --image: average it with its mirror and a closer view."
+        ),
+    ] = False,
     collection: CollectionOpt = "default",
     model: ModelOpt = None,
     indexer: IndexerOpt = "exact",
@@ -260,7 +266,7 @@ def search(
 
     if only not in (None, "image", "video"):
         raise ConfigError(f"--only takes image or video, not {only!r}")
-    wanted = _query(query, image, exclude, not_weight, text_weight)
+    wanted = _query(query, image, exclude, not_weight, text_weight, augment)
     service = _service(model_dir)
     chosen = _selection(
         service, service.named(collection, paths=True), model, runtime, indexer, param, framing
@@ -291,8 +297,9 @@ def _query(
     exclude: list[str] | None,
     not_weight: float,
     text_weight: float,
+    augment: bool = False,
 ) -> Any:
-    """The service's Query for a command's text, --image and --not options."""
+    """The service's Query for a command's text, --image, --augment and --not options."""
     from imgfinder.errors import ConfigError
     from imgfinder.service import Query
 
@@ -301,7 +308,7 @@ def _query(
     if image is None:
         wanted = Query.for_text(text or "")
     else:
-        wanted = Query.for_image_file(image)
+        wanted = Query.for_image_file(image, augment)
         if text is not None:
             wanted = wanted.plus(Query.for_text(text), text_weight)
     return wanted.without(exclude or [], not_weight)

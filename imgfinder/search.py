@@ -17,6 +17,7 @@ from PIL import Image
 
 from imgfinder.atomic import atomic_write, atomic_write_text
 from imgfinder.config import resolve_collection
+from imgfinder.embedders.augment import embed_augmented
 from imgfinder.embedders.base import Embedder
 from imgfinder.errors import (
     CatalogError,
@@ -339,8 +340,11 @@ class SearchModel:
         self.check_embedded()
         return self.embedder.embed_texts([text])[0]
 
-    def encode_image(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
-        """The query vector of an image (a path, encoded bytes or PIL image)."""
+    def encode_image(
+        self, image: str | Path | bytes | Image.Image, *, augment: bool = False
+    ) -> np.ndarray:
+        """The query vector of an image (a path, encoded bytes or PIL image); `augment`
+        averages it over mirrored and closer views (see embedders/augment.py)."""
         self.check_embedded()
         if isinstance(image, bytes):
             image = open_image(io.BytesIO(image), target_size=self.embedder.image_size)
@@ -349,6 +353,8 @@ class SearchModel:
                 image = open_image(Path(image), target_size=self.embedder.image_size)
             except MediaError as exc:
                 raise MediaError(f"{image}: {exc}") from exc
+        if augment:
+            return embed_augmented(self.embedder, image)
         return self.embedder.embed_images([image])[0]
 
     def item_vector(self, item_id: int) -> np.ndarray:

@@ -105,6 +105,8 @@ class Query:
     item_id: int = -1
     #: (term, weight) pairs added to this query's vector; a negative weight means "not"
     terms: tuple[tuple[Query, float], ...] = ()
+    #: an image query averaged over mirrored and closer views of itself
+    augment: bool = False
 
     def plus(self, term: Query, weight: float = WITH_WEIGHT) -> Query:
         """This query, pulled toward `term` by `weight`."""
@@ -129,18 +131,18 @@ class Query:
         return cls("text", text=text.strip())
 
     @classmethod
-    def for_image(cls, data: bytes) -> Query:
-        return cls("image", data=data)
+    def for_image(cls, data: bytes, augment: bool = False) -> Query:
+        return cls("image", data=data, augment=augment)
 
     @classmethod
     def like(cls, item_id: int) -> Query:
         return cls("similar", item_id=int(item_id))
 
     @classmethod
-    def for_image_file(cls, path: str | os.PathLike[str]) -> Query:
+    def for_image_file(cls, path: str | os.PathLike[str], augment: bool = False) -> Query:
         """An image on this machine (the CLI's --image): any format the library reads; read
         afresh each time, never cached."""
-        return cls("file", text=os.fspath(path))
+        return cls("file", text=os.fspath(path), augment=augment)
 
     @property
     def modality(self) -> str:
@@ -152,11 +154,11 @@ class Query:
         """Which unrelated queries its confidence is measured against: ones mixed like it."""
         return ((self.modality, 1.0), *((term.modality, weight) for term, weight in self.terms))
 
-    def cache_key(self) -> tuple[str, str]:
+    def cache_key(self) -> tuple[str, str, bool]:
         """What identifies one encoded text or image (its terms are encoded one by one)."""
         if self.kind == "image":
-            return self.kind, hashlib.sha256(self.data).hexdigest()
-        return self.kind, self.text
+            return self.kind, hashlib.sha256(self.data).hexdigest(), self.augment
+        return self.kind, self.text, self.augment
 
 
 @dataclass(frozen=True)
@@ -679,7 +681,7 @@ class Service:
         if query.kind == "similar":
             return model.item_vector(query.item_id), False
         if query.kind == "file":
-            return model.encode_image(Path(query.text)), False
+            return model.encode_image(Path(query.text), augment=query.augment), False
         key = (model.embedder.key, *query.cache_key())
         with self._lock:
             if key in self._queries:
@@ -689,7 +691,7 @@ class Service:
             vector = model.encode_text(query.text)
         else:
             upload = self.check_upload(query.data, model.embedder.image_size)
-            vector = model.encode_image(upload.image)
+            vector = model.encode_image(upload.image, augment=query.augment)
         with self._lock:
             self._queries[key] = vector
             while len(self._queries) > _QUERY_CACHE_SIZE:
