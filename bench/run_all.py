@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_video.py",
     "bench_api.py",
     "bench_explain.py",
+    "bench_pca.py",
 ]
 
 

@@ -552,7 +552,8 @@ class SearchModel:
         with self._lock:
             index = self.vector_index()
             held, generation = self._held, self._generation
-            if self.indexer_name == "exact" or not len(held.ids):
+            exact = self.indexer_name == "exact" and not self.indexer_params.get("pca")
+            if exact or not len(held.ids):
                 return 1.0
             if self._recall is not None and self._recall[0] == generation:
                 return self._recall[1]

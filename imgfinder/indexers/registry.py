@@ -17,6 +17,7 @@ from imgfinder.indexers.exact import ExactIndexer
 from imgfinder.indexers.faiss import FaissIndexer
 from imgfinder.indexers.hnsw import HnswIndexer
 from imgfinder.indexers.qdrant import QdrantIndexer
+from imgfinder.indexers.reduced import ReducedIndexer
 
 INDEXERS: dict[str, type[Indexer]] = {
     cls.name: cls for cls in (ExactIndexer, FaissIndexer, HnswIndexer, QdrantIndexer)
@@ -80,7 +81,12 @@ def describe_indexer(name: str, params: dict[str, Any]) -> str:
 
 def create_indexer(name: str, dim: int, **params: Any) -> Indexer:
     """Build an empty indexer; raises ConfigError for unknown names or parameters and
-    MissingExtraError when the backend's package is not installed."""
+    MissingExtraError when the backend's package is not installed. Any backend takes
+    `pca=<dims>`: it then holds the vectors reduced to that many dimensions."""
+    if params.get("pca"):
+        dims = positive_int("pca", params.pop("pca"))
+        return ReducedIndexer(create_indexer(name, dims, **params), positive_int("dim", dim), dims)
+    params.pop("pca", None)
     cls = INDEXERS.get(name)
     if cls is None:
         raise ConfigError(f"unknown indexer {name!r}; choose one of: {', '.join(INDEXERS)}")
