@@ -43,8 +43,8 @@ def test_an_augmented_query_is_flip_invariant() -> None:
 def test_shells_augment_as_the_library_does(
     small_demo: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from imgfinder.search import SearchModel
     from imgfinder.config import Settings
+    from imgfinder.search import SearchModel
     from imgfinder.service import Query, Selection, Service
 
     collection, _ = small_demo
