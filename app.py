@@ -237,7 +237,7 @@ def search_tab(
     uploaded = upload.getvalue() if mode == "Image" and upload is not None else None
     query_picture(service, selection.collection, uploaded, like["item_id"] if like else None)
     query = refine(query, mode)
-    only = filter_panel(service, selection.collection, SHOWS[show])
+    only = filter_panel(service, selection, SHOWS[show])
     if query is None:
         welcome(service, selection, mode)
         return

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgfinder import __version__
+from imgfinder.classes import DEFAULT_PROMPT, MAX_LABELS, Labels
 from imgfinder.config import Settings
 from imgfinder.errors import (
     BusyError,
@@ -191,6 +192,14 @@ class Within(BaseModel):
         "the file's modification time.",
     )
     until: date | None = Field(None, description="Only what was taken on or before this day.")
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Only items sorted into this one of the collection's classes "
+        "(see /collections/{name}/labels).",
+        examples=["beach"],
+    )
 
 
 class TextSearch(Within):
@@ -218,6 +227,26 @@ class TextSearch(Within):
 
 class NewCollection(BaseModel):
     name: str = Field(min_length=1, max_length=64, examples=["photos"])
+
+
+class LabelsIn(BaseModel):
+    """The classes a collection sorts its items into; no names: no classes."""
+
+    names: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        max_length=MAX_LABELS, examples=[["beach", "mountains", "city", "documents"]]
+    )
+    prompt: str = Field(
+        DEFAULT_PROMPT,
+        min_length=2,
+        max_length=200,
+        description="How a label becomes a query: {} is where it goes.",
+    )
+
+
+class LabelsOut(BaseModel):
+    names: list[str]
+    prompt: str
+    counts: dict[str, int] = Field(description="Stored items per label, by the chosen model.")
 
 
 class NewJob(BaseModel):
@@ -306,6 +335,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         key = model or service.default_model(path)
         return Selection(str(path), key, indexer=indexer)
 
+    def labels_out(chosen: Selection, found: Labels | None) -> LabelsOut:
+        if found is None:
+            return LabelsOut(names=[], prompt=DEFAULT_PROMPT, counts={})
+        counts = service.class_counts(chosen)
+        return LabelsOut(names=list(found.names), prompt=found.prompt, counts=counts)
+
     def find(
         chosen: Selection,
         query: SearchQuery,
@@ -317,7 +352,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         if threshold is None:
             threshold = service.default_threshold(service.model_info(chosen.model), scale)
         only = service.within(
-            chosen.collection, within.kind, within.folder, within.since, within.until
+            chosen.collection,
+            within.kind,
+            within.folder,
+            within.since,
+            within.until,
+            within.label,
         )
         return service.find(chosen, query, k, threshold, only, scale=scale)
 
@@ -357,6 +397,18 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def delete(name: str) -> Response:
         service.delete_collection(service.named(name))
         return Response(status_code=204)
+
+    @app.get("/collections/{name}/labels", tags=["collections"])
+    def labels(name: str, model: ModelKey = None) -> LabelsOut:
+        """The collection's classes and how many items each has (classifying new ones)."""
+        chosen = selection(name, model)
+        return labels_out(chosen, service.labels(chosen.collection))
+
+    @app.put("/collections/{name}/labels", tags=["collections"])
+    def set_labels(name: str, body: LabelsIn, model: ModelKey = None) -> LabelsOut:
+        """Sort the collection's items into these labels (zero-shot, by the model)."""
+        chosen = selection(name, model)
+        return labels_out(chosen, service.set_labels(chosen.collection, body.names, body.prompt))
 
     @app.get("/models", tags=["models"])
     def models() -> list[dict[str, Any]]:

@@ -258,6 +258,9 @@ def search(
     until: Annotated[
         str | None, typer.Option(help="Only what was taken on or before this day, YYYY-MM-DD.")
     ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Only items of this label (see imgfinder labels).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Search a collection by text, by example image, or both ("like this, but at night");
@@ -275,7 +278,7 @@ def search(
         threshold = service.default_threshold(service.model_info(chosen.model), scale)
     if folder is not None and os.path.isdir(folder):
         folder = os.path.abspath(folder)  # a shell's relative path means from here
-    within = service.within(chosen.collection, only, folder, since, until)
+    within = service.within(chosen.collection, only, folder, since, until, label)
     outcome = service.find(chosen, wanted, k, threshold, within, scale=scale)
     if indexer == "auto":
         recall = service.model(chosen).recall()
@@ -557,6 +560,65 @@ def collections_delete(
         raise typer.Exit(1)
     service.delete_collection(path)
     errors.print(f"deleted {path}")
+
+
+labels_app = typer.Typer(
+    help="Zero-shot classes: sort a collection's items into your own labels.",
+    no_args_is_help=True,
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("set")
+def labels_set(
+    names: Annotated[list[str], typer.Argument(help='Labels, e.g. beach city "old documents".')],
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    model_dir: ModelDirOpt = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help='How a label becomes a query [default: "a photo of {}"].'),
+    ] = None,
+) -> None:
+    """Give every item the label it is closest to; search --label then keeps to one."""
+    from imgfinder.classes import DEFAULT_PROMPT, parse_labels
+
+    service = _service(model_dir)
+    chosen = _selection(service, service.named(collection), model, "auto", "exact", None)
+    service.set_labels(chosen.collection, parse_labels(names), prompt or DEFAULT_PROMPT)
+    _print_counts(service.class_counts(chosen))
+
+
+@labels_app.command("show")
+def labels_show(
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    model_dir: ModelDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Each label and how many items it has."""
+    service = _service(model_dir)
+    chosen = _selection(service, service.named(collection), model, "auto", "exact", None)
+    counts = service.class_counts(chosen)
+    if as_json:
+        console.print_json(json.dumps(counts))
+    elif not counts:
+        errors.print("this collection has no labels; set them with: imgfinder labels set ...")
+    else:
+        _print_counts(counts)
+
+
+@labels_app.command("clear")
+def labels_clear(collection: CollectionOpt = "default") -> None:
+    """Stop sorting the collection's items into labels."""
+    service = _service()
+    service.set_labels(service.named(collection), ())
+    errors.print("labels cleared")
+
+
+def _print_counts(counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        console.print(Text(f"{count:>8}  {name}"))
 
 
 demo_app = typer.Typer(help="The bundled demo model and demo collection.", no_args_is_help=True)

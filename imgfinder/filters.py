@@ -19,13 +19,15 @@ KINDS = ("image", "video")
 @dataclass(frozen=True)
 class Filter:
     """Items of one `kind`, with a file under `folder`, taken from `since` to `until`
-    (both inclusive). When taken is the photo's EXIF DateTimeOriginal, else the file's
-    modification time, both in local time as cameras record it."""
+    (both inclusive), sorted into the collection's class `label`. When taken is the photo's
+    EXIF DateTimeOriginal, else the file's modification time, both in local time as cameras
+    record it."""
 
     kind: str | None = None
     folder: str | None = None
     since: date | None = None
     until: date | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (None, *KINDS):
@@ -37,13 +39,18 @@ class Filter:
             object.__setattr__(self, "folder", folder.rstrip(os.sep) or os.sep)
         for name in ("since", "until"):
             object.__setattr__(self, name, parse_date(getattr(self, name), name))
+        if self.label is not None:
+            if not str(self.label).strip():
+                raise ConfigError("the class to search in is empty")
+            object.__setattr__(self, "label", str(self.label).strip())
         if self.since and self.until and self.since > self.until:
             raise ConfigError(f"the date range ends ({self.until}) before it starts ({self.since})")
 
     @property
     def narrows(self) -> bool:
         """Whether anything is filtered out at all."""
-        return any(v is not None for v in (self.kind, self.folder, self.since, self.until))
+        fields = (self.kind, self.folder, self.since, self.until, self.label)
+        return any(v is not None for v in fields)
 
     def taken_bounds(self) -> tuple[str | None, str | None]:
         """[from, to) as the ISO text the catalog stores EXIF dates in (None: open)."""

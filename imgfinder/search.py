@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from imgfinder.atomic import atomic_write, atomic_write_text
+from imgfinder.classes import ClassFile, Labels, nearest_label
 from imgfinder.config import resolve_collection
 from imgfinder.embedders.augment import embed_augmented
 from imgfinder.embedders.base import Embedder
@@ -132,7 +133,9 @@ class SearchModel:
         self._saved_as: int | None = None
         self._lock = threading.RLock()
         self._calibration: Calibration | None = None
-        self._passing: dict[tuple[int, Filter], np.ndarray] = {}
+        self._passing: dict[tuple[int, Filter, Labels | None], np.ndarray] = {}
+        #: (generation, labels) and the stored items of each label then
+        self._classes: tuple[tuple[int, Labels], dict[str, np.ndarray]] | None = None
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -172,6 +175,7 @@ class SearchModel:
             with self._lock:
                 if self._refresh():
                     self._save_index(self._generation)
+            self.classes()  # new items get their class while the run still holds the lock
         finally:
             lock.release()
         return report
@@ -463,12 +467,56 @@ class SearchModel:
         if only is None or not only.narrows:
             return None
         with self._lock:
-            key = (self._generation, only)
+            labels = self.collection.labels() if only.label is not None else None
+            key = (self._generation, only, labels)
             if key not in self._passing:
-                self._passing[key] = self.collection.catalog.matching_items(self.embedder.key, only)
+                self._passing[key] = self._matching(only)
                 while len(self._passing) > _FILTER_CACHE:
                     self._passing.pop(next(iter(self._passing)))
             return self._passing[key]
+
+    def _matching(self, only: Filter) -> np.ndarray:
+        """The ids passing `only`: the catalog answers all but the class, which the classes do."""
+        catalog = self.collection.catalog
+        if only.label is None:
+            return catalog.matching_items(self.embedder.key, only)
+        rest = replace(only, label=None)
+        found = catalog.matching_items(self.embedder.key, rest) if rest.narrows else None
+        classes = self.classes()
+        if only.label not in classes:
+            known = ", ".join(classes) or "none (set them with imgfinder labels set)"
+            raise ConfigError(f"this collection has no class {only.label!r}; its classes: {known}")
+        picked = classes[only.label]
+        return picked if found is None else np.intersect1d(picked, found, assume_unique=True)
+
+    def classes(self) -> dict[str, np.ndarray]:
+        """Each of the collection's labels and the ids of the stored items nearest it ({}
+        without labels); items not classified yet are, and kept on disk, once per generation."""
+        labels = self.collection.labels()
+        if labels is None:
+            return {}
+        with self._lock:
+            self.vector_index()
+            held, generation = self._held, self._generation
+            if self._classes is not None and self._classes[0] == (generation, labels):
+                return self._classes[1]
+            kept = ClassFile(self.collection.classes_file(self.embedder.key, labels), labels)
+            missing = kept.missing(held.ids)
+            if len(missing):
+                label_vectors = self.embedder.embed_texts(labels.texts())
+                store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+                rows = held.row_numbers[np.searchsorted(held.ids, missing)]
+                found = [
+                    nearest_label(store.read(rows[start : start + _BUILD_CHUNK]), label_vectors)
+                    for start in range(0, len(rows), _BUILD_CHUNK)
+                ]
+                try:
+                    kept.add(missing, np.concatenate(found))
+                except OSError as exc:  # a read-only collection still gets its classes
+                    log.warning("cannot keep the classes in %s: %s", kept.path, exc)
+            members = kept.members(held.ids)
+            self._classes = ((generation, labels), members)
+            return members
 
     def calibration(self, modality: str | Form = "text") -> Calibration | None:
         """What unrelated queries of `modality` (or of a combined query's form) find in this

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from imgfinder.classes import DEFAULT_PROMPT, Labels
 from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
 from imgfinder.embedders.base import Embedder
 from imgfinder.embedders.framing import CROP, check_framing, framed, framing_of_key
@@ -514,16 +515,37 @@ class Service:
         folder: str | None = None,
         since: object = None,
         until: object = None,
+        label: str | None = None,
     ) -> Filter:
         """A search filter, its folder absolute or relative to one of the collection's indexed
-        folders (the first that has it)."""
+        folders (the first that has it); `label` is one of the collection's classes."""
         if folder and not os.path.isabs(os.path.expanduser(folder)):
             roots = self.collection(collection).catalog.roots()
             under = [os.path.join(root, folder) for root in roots]
             folder = next(
                 (path for path in under if os.path.isdir(path)), under[0] if under else folder
             )
-        return Filter(kind, folder, since, until)  # type: ignore[arg-type]
+        return Filter(kind, folder, since, until, label)  # type: ignore[arg-type]
+
+    def labels(self, collection: str | Path) -> Labels | None:
+        """The labels the collection sorts its items into, if any."""
+        return self.collection(collection).labels()
+
+    def set_labels(
+        self, collection: str | Path, names: Sequence[str], prompt: str = DEFAULT_PROMPT
+    ) -> Labels | None:
+        """Sort the collection's items into `names` (none: no classes); each item is given
+        its class at its next search or indexing run."""
+        labels = Labels(tuple(names), prompt) if names else None
+        self.collection(collection).set_labels(labels)
+        return labels
+
+    def class_counts(self, selection: Selection) -> dict[str, int]:
+        """How many stored items each of the collection's labels has, by the selection's
+        model, in label order ({} without labels): the page's facets."""
+        if self.labels(selection.collection) is None:
+            return {}  # and no model is loaded for nothing
+        return {name: len(ids) for name, ids in self.model(selection).classes().items()}
 
     def folders(self, collection: str | Path) -> list[str]:
         """Every folder, from the indexed ones down, that holds indexed files (itself or

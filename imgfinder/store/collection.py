@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imgfinder.atomic import atomic_write_text, orphaned_temp_files
+from imgfinder.classes import Labels
 from imgfinder.errors import CatalogError, NotFoundError, StorageError
 from imgfinder.store.catalog import Catalog
 from imgfinder.store.lock import WriterLock
@@ -130,6 +131,24 @@ class Collection:
         self.manifest["model"] = model
         self.manifest["embedder_key"] = embedder_key
         self.save_manifest()
+
+    def labels(self) -> Labels | None:
+        """The labels this collection sorts its items into, as the manifest on disk has them
+        now (another process may have set them)."""
+        return Labels.from_manifest(read_manifest(self.dir / MANIFEST))
+
+    def set_labels(self, labels: Labels | None) -> None:
+        """Sort items into `labels` from now on (None: no classes); under the writer lock."""
+        with self.writer():
+            self.manifest = read_manifest(self.dir / MANIFEST)
+            if labels is None:
+                self.manifest.pop("labels", None)
+            else:
+                self.manifest["labels"] = labels.to_manifest()
+            self.save_manifest()
+
+    def classes_file(self, embedder_key: str, labels: Labels) -> Path:
+        return self.dir / "classes" / labels.file_name(embedder_key)
 
     def runtime_for(self, model: str, runtime: str) -> str:
         """`runtime`, except that "auto" means the runtime `model` last indexed this collection

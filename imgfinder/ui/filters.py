@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgfinder.service import Filter, Service
+from imgfinder.errors import ImgFinderError
+from imgfinder.service import Filter, Selection, Service
 from imgfinder.ui.words import t
 
 #: widget keys, also read by the URL state
+LABEL_KEY = "only_label"
 FOLDER_KEY = "only_folder"
 DATES_KEY = "only_dates"
 #: a date range from the URL, for the date widget's first value (a range widget must be given
@@ -16,8 +18,11 @@ DATES_KEY = "only_dates"
 URL_DATES_KEY = "url_dates"
 
 
-def filter_panel(service: Service, collection: str, kind: str | None) -> Filter:
-    """A folder choice and a date range, folded away until wanted; the filter they set."""
+def filter_panel(service: Service, selection: Selection, kind: str | None) -> Filter:
+    """The collection's classes as facets with their counts, and a folder choice and a date
+    range folded away until wanted; the filter they set."""
+    collection = selection.collection
+    label = label_facets(service, selection)
     state = st.session_state
     folders = service.folders(collection)
     span = service.taken_span(collection)
@@ -48,7 +53,26 @@ def filter_panel(service: Service, collection: str, kind: str | None) -> Filter:
     chosen = list(dates or ())  # a range being picked has its first day only
     since = chosen[0] if chosen else None
     until = chosen[-1] if chosen else None
-    return service.within(collection, kind, folder or None, since, until)
+    return service.within(collection, kind, folder or None, since, until, label)
+
+
+def label_facets(service: Service, selection: Selection) -> str | None:
+    """One of the collection's labels, picked from pills saying how many items each has."""
+    try:
+        counts = service.class_counts(selection)
+    except ImgFinderError:  # the model cannot load here: the page says why, further down
+        counts = {}
+    if st.session_state.get(LABEL_KEY) not in (None, *counts):
+        del st.session_state[LABEL_KEY]  # a label of another collection, or one since changed
+    if not counts:
+        return None
+    return st.pills(
+        t("Class"),
+        list(counts),
+        format_func=lambda name: f"{name} · {counts[name]}",
+        key=LABEL_KEY,
+        help=t("Each item has the label it is closest to (imgfinder labels set ...)."),
+    )
 
 
 def clear_filters() -> None:
@@ -57,3 +81,4 @@ def clear_filters() -> None:
     must be given a first value, which Streamlit refuses beside one set here."""
     st.session_state[FOLDER_KEY] = ""
     st.session_state.pop(DATES_KEY, None)
+    st.session_state.pop(LABEL_KEY, None)

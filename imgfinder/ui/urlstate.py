@@ -18,7 +18,7 @@ import streamlit as st
 
 from imgfinder.errors import ImgFinderError
 from imgfinder.service import Service
-from imgfinder.ui.filters import DATES_KEY, FOLDER_KEY, URL_DATES_KEY
+from imgfinder.ui.filters import DATES_KEY, FOLDER_KEY, LABEL_KEY, URL_DATES_KEY
 from imgfinder.ui.words import LANGUAGES
 
 #: URL parameter → the widget key it fills, for the plain text and choice fields
@@ -62,6 +62,9 @@ def restore(service: Service, choices: dict[str, tuple[str, ...]]) -> None:
     state.collection = collection
     if params.get("folder") in service.folders(collection):
         state[FOLDER_KEY] = params["folder"]
+    labels = service.labels(collection)
+    if labels is not None and params.get("class") in labels.names:
+        state[LABEL_KEY] = params["class"]
     model = params.get("model") or service.default_model(collection)
     if model in {info.key for info in service.models()}:
         state[f"model::{collection}"] = model
@@ -93,6 +96,7 @@ def remember(collection: str, model: str, threshold: float) -> None:
     if (like := state.get("like")) is not None:
         wanted["like"] = str(like["item_id"])
     wanted["folder"] = state.get(FOLDER_KEY) or ""
+    wanted["class"] = state.get(LABEL_KEY) or ""
     dates = tuple(state.get(DATES_KEY) or ())
     if dates:
         wanted["from"], wanted["to"] = dates[0].isoformat(), dates[-1].isoformat()

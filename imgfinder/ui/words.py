@@ -54,6 +54,10 @@ RUSSIAN: dict[str, str] = {
     "Model": "Модель",
     "{key} — not downloaded": "{key} — не скачана",
     "ImageNet zero-shot {top1} %": "ImageNet без дообучения {top1} %",
+    "Class": "Класс",
+    "Each item has the label it is closest to (imgfinder labels set ...).": (
+        "Каждому снимку дана ближайшая к нему метка (imgfinder labels set ...)."
+    ),
     "Also mirrored and closer up (steadier, 4× the model's time)": (
         "Ещё в зеркальном отражении и крупнее (устойчивее, в 4 раза дольше)"
     ),
