@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PALETTE, ColorEmbedder, dated_album, fake_hub, make_image
+from conftest import NAMES, PALETTE, ColorEmbedder, dated_album, fake_hub, make_image
 from streamlit.testing.v1 import AppTest
 from test_webapp import EMBED_GATE, FACTORY, LOADS, RUNTIMES_ASKED, bomb_bytes
 
@@ -801,3 +801,20 @@ def test_the_page_says_what_the_demo_model_knows(app: AppTest) -> None:
     assert any(n.startswith("The demo model knows only its synthetic world") for n in notes)
     russian = fresh_page({"lang": "ru"})
     assert any(i.value.startswith("Демо-модель знает только") for i in russian.sidebar.info)
+
+
+def test_classes_are_facets_that_limit_the_results(dated_page: AppTest, tmp_path: Path) -> None:
+    from imgfinder.classes import Labels
+    from imgfinder.store.collection import Collection
+
+    Collection(tmp_path / "indexes" / "dated").set_labels(Labels(("red", "green", "blue"), "{}"))
+    at = rerun(dated_page)
+    pills = at.button_group(key="only_label")
+    assert [plain(option) for option in pills.options][0].startswith("red · ")
+    pills.set_value("blue")
+    rerun(at)
+    shown = names(at)
+    blue = NAMES.index("blue")
+    assert shown and all(int(Path(name).stem[1:]) % 4 == blue for name in shown), shown
+    assert url(at)["class"] == "blue"
+    assert names(fresh_page(url(at))) == shown
