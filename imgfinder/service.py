@@ -655,7 +655,8 @@ class Service:
         outcome.runtime = str(getattr(model.embedder, "runtime", ""))
         outcome.indexer = describe_indexer(model.indexer_name, model.indexer_params)
         if parity := getattr(model.embedder, "parity", None):
-            outcome.parity = parity_summary(outcome.runtime, parity)
+            overlap = getattr(model.embedder, "top10_overlap", None)
+            outcome.parity = parity_summary(outcome.runtime, parity, overlap)
         if not hits:
             outcome.empty = self._why_empty(model, threshold, only, scale)
             best = self._best(model, query, vector, only)
@@ -938,7 +939,9 @@ class Service:
             embedder_key=embedder.key,
             dim=embedder.dim,
             similarity=float(text[0] @ image[0]),
-            parity=parity_summary(used, parity) if parity else "",
+            parity=parity_summary(used, parity, getattr(embedder, "top10_overlap", None))
+            if parity
+            else "",
         )
 
     # -- background indexing ----------------------------------------------------------------

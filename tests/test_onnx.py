@@ -78,6 +78,29 @@ def test_int8_parity_is_measured_and_reported(tiny: str, exported: Path) -> None
     assert set(int8.parity) == {"image", "text"}
     assert min(int8.parity.values()) > 0.9  # tiny random weights; real models are reported
     assert measured > 0.9
+    assert 0.0 < int8.top10_overlap <= 1.0 and fp32.top10_overlap is None
+    said = onnx_runtime.parity_summary("onnx-int8", int8.parity, int8.top10_overlap)
+    assert said.endswith("of its top-10 results the same")
+
+
+def test_top10_overlap_counts_shared_results() -> None:
+    rng = np.random.default_rng(0)
+    gallery, tokens = rng.normal(size=(30, 8)).astype(np.float32), np.arange(3)[:, None]
+
+    class Towers:
+        def __init__(self, noise: float) -> None:
+            self.images = gallery + noise * rng.normal(size=gallery.shape).astype(np.float32)
+
+        def image(self, batch: np.ndarray) -> np.ndarray:
+            return self.images
+
+        def text(self, ids: np.ndarray) -> np.ndarray:
+            return gallery[ids[:, 0]]
+
+    same = Towers(0.0)
+    assert onnx_runtime.top10_overlap(same, same, gallery, tokens) == 1.0
+    shaken = onnx_runtime.top10_overlap(same, Towers(0.5), gallery, tokens)
+    assert 0.3 < shaken < 0.95
 
 
 def test_keys_name_runtime_and_precision(tiny: str) -> None:

@@ -39,6 +39,8 @@ PARITY_MIN = 0.9999
 #: int8 below this on any sample is reported loudly (it still runs: the user chose int8)
 INT8_PARITY_WARN = 0.99
 PRECISIONS = {"onnx": "fp32", "onnx-int8": "int8"}
+#: synthetic pictures int8's top-10 results are compared with fp32's on
+OVERLAP_GALLERY = 48
 
 
 @dataclass
@@ -177,6 +179,12 @@ class OnnxTowers:
         """
         return dict(self.meta["parity"][self.precision])
 
+    @property
+    def overlap(self) -> float | None:
+        """For int8: the share of the fp32 towers' top-10 results it returns too, measured on
+        synthetic pictures at quantisation (None for fp32, or an export made before)."""
+        return self.meta.get("overlap", {}).get(self.precision)
+
     def session(self, tower: str) -> Any:
         if tower not in self._sessions:
             with self._lock:
@@ -262,12 +270,27 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((l2_normalize(a) * l2_normalize(b)).sum(axis=1).min())
 
 
-def parity_summary(runtime: str, parity: dict[str, float]) -> str:
+def parity_summary(runtime: str, parity: dict[str, float], overlap: float | None = None) -> str:
     """What the user is told about an ONNX runtime's measured agreement with its reference:
-    "agrees with PyTorch: cosine image 1.0000, text 1.0000" (int8 is compared with fp32)."""
+    "agrees with PyTorch: cosine image 1.0000, text 1.0000" (int8 is compared with fp32,
+    and says how many of fp32's top-10 results it keeps)."""
     reference = "ONNX fp32" if runtime == "onnx-int8" else "PyTorch"
     agreement = ", ".join(f"{tower} {cosine:.4f}" for tower, cosine in parity.items())
-    return f"agrees with {reference}: cosine {agreement}"
+    kept = f"; {overlap:.0%} of its top-10 results the same" if overlap is not None else ""
+    return f"agrees with {reference}: cosine {agreement}{kept}"
+
+
+def top10_overlap(reference: Any, other: Any, gallery: np.ndarray, tokens: np.ndarray) -> float:
+    """Mean share of `reference`'s top 10 among `gallery` that `other` also ranks in its top
+    10, over every gallery picture (itself left out) and every text as a query."""
+    found = []
+    for towers in (reference, other):
+        pictures = l2_normalize(towers.image(gallery))
+        queries = np.concatenate([pictures, l2_normalize(towers.text(tokens))])
+        scores = queries @ pictures.T
+        scores[np.arange(len(pictures)), np.arange(len(pictures))] = -np.inf
+        found.append(np.argsort(-scores, axis=1)[:, :10])
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(*found, strict=True)]))
 
 
 def export(source: ExportSource, directory: Path, source_key: str) -> dict[str, Any]:
@@ -467,6 +490,8 @@ def quantize(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
         "text": min_cosine(fp32.text(tokens), int8.text(tokens)),
     }
     meta["parity"] = {**meta["parity"], "int8": parity}
+    gallery = sample_images(meta["preprocess"], OVERLAP_GALLERY)
+    meta["overlap"] = {"int8": round(top10_overlap(fp32, int8, gallery, tokens), 4)}
     if min(parity.values()) < INT8_PARITY_WARN:
         log.warning("int8 towers of %s agree with fp32 only to cosine %s", meta["source"], parity)
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2, sort_keys=True))

@@ -451,6 +451,11 @@ class TowerEmbedder(Embedder):
         """Measured cosine agreement of the ONNX towers with their reference ({} for torch)."""
         return getattr(self.towers, "parity", {})
 
+    @property
+    def top10_overlap(self) -> float | None:
+        """For int8 towers: the share of fp32's top-10 results they keep, as measured."""
+        return getattr(self.towers, "overlap", None)
+
     @abstractmethod
     def _load(self) -> Loaded:
         """Import the runtime and read the model: the expensive part, done once."""
