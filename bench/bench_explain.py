@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgfinder.demo import world
 from imgfinder.demo.acceptance import map_localisation
 from imgfinder.embedders.base import Embedder
-from imgfinder.embedders.demo import DemoEmbedder
+from imgfinder.embedders.families.demo import DemoEmbedder
 from imgfinder.explain import DEFAULT_MASKS, relevance_map
 
 MASKS = (250, DEFAULT_MASKS, 1000)
@@ -46,7 +46,7 @@ def localise(embedder: Embedder, scenes: int, method: str, masks: int) -> dict[s
 
 def vit_seconds(runtime: str, method: str, maps: int, masks: int) -> float:
     """Median seconds per map with a random-weight open_clip ViT-B/32 on `runtime`."""
-    from imgfinder.embedders.openclip import OpenClipEmbedder
+    from imgfinder.embedders.families.openclip import OpenClipEmbedder
 
     embedder = OpenClipEmbedder("ViT-B-32", runtime=runtime)
     target = embedder.embed_texts(["a red circle"])[0]

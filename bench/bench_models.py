@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imgfinder.embedders import onnx as onnx_runtime  # noqa: E402
-from imgfinder.embedders.openclip import OpenClipEmbedder  # noqa: E402
+from imgfinder.embedders import export, onnx_runtime  # noqa: E402
+from imgfinder.embedders.families.openclip import OpenClipEmbedder  # noqa: E402
 
 ARCHITECTURE = "ViT-B-32"
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -96,7 +96,7 @@ def worker(runtime: str, onnx_dir: Path | None, config: Path | None, connection:
     """
     started = time.perf_counter()
     model = embedder(runtime, onnx_dir, config)
-    pixels = onnx_runtime.sample_images(model.preprocess.to_dict(), count=32)
+    pixels = export.sample_images(model.preprocess.to_dict(), count=32)
     model.embed_prepared(pixels)
     memory = {
         "peak_rss_images_mb": round(_status_mb("VmHWM"), 1),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from common import photo_like, write_result
 
-from imgfinder.embedders.openclip import OpenClipEmbedder
+from imgfinder.embedders.families.openclip import OpenClipEmbedder
 from imgfinder.media.images import open_image
 from imgfinder.search import SearchModel
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from common import photo_like, write_result
 
 from imgfinder.embedders.base import Embedder
-from imgfinder.embedders.openclip import OpenClipEmbedder
+from imgfinder.embedders.families.openclip import OpenClipEmbedder
 from imgfinder.search import SearchModel
 
 

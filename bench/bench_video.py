@@ -408,7 +408,7 @@ def index_whole_video(
 
     Loading the model (and its one-off ONNX export) happens before the clock starts.
     """
-    from imgfinder.embedders.openclip import OpenClipEmbedder
+    from imgfinder.embedders.families.openclip import OpenClipEmbedder
     from imgfinder.search import SearchModel
 
     walls: dict[str, list[float]] = {runtime: [] for runtime in runtimes}

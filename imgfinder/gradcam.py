@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from imgfinder.embedders.base import Embedder
-from imgfinder.embedders.demo import DemoEmbedder
-from imgfinder.embedders.openclip import TorchTowers, TowerEmbedder, import_torch
+from imgfinder.embedders.export import TorchTowers, import_torch
+from imgfinder.embedders.families.demo import DemoEmbedder
+from imgfinder.embedders.towers import TowerEmbedder
 from imgfinder.errors import ModelError
 
 NEEDS_TORCH = "the gradient map needs the PyTorch runtime; choose runtime torch or the masks method"

@@ -29,7 +29,7 @@ from imgfinder.classes import DEFAULT_PROMPT, Labels
 from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
 from imgfinder.embedders.base import Embedder
 from imgfinder.embedders.framing import CROP, check_framing, framed, framing_of_key
-from imgfinder.embedders.onnx import parity_summary
+from imgfinder.embedders.onnx_runtime import parity_summary
 from imgfinder.embedders.registry import (
     RUNTIMES,
     ModelInfo,
@@ -39,6 +39,7 @@ from imgfinder.embedders.registry import (
     missing_message,
     pull,
 )
+from imgfinder.embedders.runtimes import PACKAGES
 from imgfinder.errors import BusyError, ConfigError, ImgFinderError, MediaError, NotFoundError
 from imgfinder.explain import MAP_SIDE, METHODS, RelevanceMap, relevance_map
 from imgfinder.filters import Filter, as_filter
@@ -74,8 +75,6 @@ log = logging.getLogger(__name__)
 FALLBACK_THRESHOLD = 0.2
 #: queries offered one click away on a collection that names none of its own
 DEFAULT_EXAMPLES = ("собака на пляже", "a red car at night")
-#: which package each optional runtime needs
-RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
 _QUERY_CACHE_SIZE = 128
 _PRESENCE_TTL = 5.0
 
@@ -433,8 +432,7 @@ class Service:
         return [
             name
             for name in RUNTIMES
-            if name not in RUNTIME_PACKAGES
-            or importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None
+            if name not in PACKAGES or importlib.util.find_spec(PACKAGES[name]) is not None
         ]
 
     @staticmethod

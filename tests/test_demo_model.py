@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgfinder.demo import acceptance, world
-from imgfinder.embedders.demo import DEFAULT_MODEL_DIR, DemoEmbedder
+from imgfinder.embedders.families.demo import DEFAULT_MODEL_DIR, DemoEmbedder
 from imgfinder.errors import ModelError
 
 #: a test world no training run used (training uses seeds 0..3, the model card 20240604)
@@ -143,7 +143,7 @@ def test_speed_sanity(onnx_embedder):
 
 def test_search_path_does_not_import_torch():
     code = (
-        "import sys; from imgfinder.embedders.demo import DemoEmbedder; "
+        "import sys; from imgfinder.embedders.families.demo import DemoEmbedder; "
         "e = DemoEmbedder(); e.embed_texts(['red star']); "
         "import numpy as np; e.embed_prepared(np.zeros((1, 3, 64, 64), 'float32')); "
         "assert 'torch' not in sys.modules, 'torch was imported'"

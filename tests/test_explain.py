@@ -17,7 +17,7 @@ from PIL import Image
 
 from imgfinder.demo import world
 from imgfinder.demo.acceptance import map_localisation
-from imgfinder.embedders.demo import DemoEmbedder
+from imgfinder.embedders.families.demo import DemoEmbedder
 from imgfinder.errors import ConfigError
 from imgfinder.explain import relevance_map
 

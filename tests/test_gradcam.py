@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgfinder.demo.world import render_composite, sample_composite
-from imgfinder.embedders.demo import DemoEmbedder
+from imgfinder.embedders.families.demo import DemoEmbedder
 from imgfinder.errors import MissingExtraError, ModelError
 from imgfinder.gradcam import gradcam_heat
 
@@ -65,7 +65,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def open_clip_embedder(name: str):
-    from imgfinder.embedders.openclip import OpenClipEmbedder
+    from imgfinder.embedders.families.openclip import OpenClipEmbedder
 
     return OpenClipEmbedder(name)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tiny_tokenizers import gemma_files, xlm_roberta_files
 
-from imgfinder.embedders.hftokenizer import HubTokenizer, describe
-from imgfinder.embedders.openclip import TOKENIZER_CHECKS
+from imgfinder.embedders.tokenizers.clip_bpe import TOKENIZER_CHECKS
+from imgfinder.embedders.tokenizers.hub import HubTokenizer, describe
 from imgfinder.errors import ModelError
 
 pytest.importorskip("transformers")

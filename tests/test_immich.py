@@ -15,8 +15,8 @@ from conftest import make_image
 from PIL import Image
 from tiny_tokenizers import xlm_roberta_files
 
-from imgfinder.embedders.base import resize_center_crop_normalize
-from imgfinder.embedders.immich import ImmichEmbedder
+from imgfinder.embedders.families.immich import ImmichEmbedder
+from imgfinder.embedders.preprocess import resize_center_crop_normalize
 from imgfinder.embedders.registry import create_embedder
 from imgfinder.search import SearchModel
 

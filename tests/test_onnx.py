@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgfinder.embedders import onnx as onnx_runtime
-from imgfinder.embedders.openclip import OpenClipEmbedder
+from imgfinder.embedders import export, onnx_runtime
+from imgfinder.embedders.families.openclip import OpenClipEmbedder
 from imgfinder.errors import ModelError
 
 pytest.importorskip("open_clip")
@@ -98,8 +98,8 @@ def test_top10_overlap_counts_shared_results() -> None:
             return gallery[ids[:, 0]]
 
     same = Towers(0.0)
-    assert onnx_runtime.top10_overlap(same, same, gallery, tokens) == 1.0
-    shaken = onnx_runtime.top10_overlap(same, Towers(0.5), gallery, tokens)
+    assert export.top10_overlap(same, same, gallery, tokens) == 1.0
+    shaken = export.top10_overlap(same, Towers(0.5), gallery, tokens)
     assert 0.3 < shaken < 0.95
 
 
@@ -136,7 +136,7 @@ def test_cached_export_searches_without_torch(tiny: str, exported: Path) -> None
     expected = OpenClipEmbedder(tiny, runtime="onnx", onnx_dir=exported).embed_texts(TEXTS)
     code = (
         "import sys, json, numpy as np\n"
-        "from imgfinder.embedders.openclip import OpenClipEmbedder\n"
+        "from imgfinder.embedders.families.openclip import OpenClipEmbedder\n"
         f"e = OpenClipEmbedder({tiny!r}, runtime='onnx', onnx_dir={str(exported)!r})\n"
         f"vectors = e.embed_texts({TEXTS!r})\n"
         "e.embed_prepared(np.zeros((1, 3, 32, 32), np.float32))\n"
@@ -155,8 +155,8 @@ def test_cached_export_is_reused(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_runtime, "export", refuse)
-    monkeypatch.setattr(onnx_runtime, "quantize", refuse)
+    monkeypatch.setattr(export, "export", refuse)
+    monkeypatch.setattr(export, "quantize", refuse)
     OpenClipEmbedder(tiny, runtime="onnx-int8", onnx_dir=exported).embed_texts(["cached"])
 
 
@@ -176,7 +176,7 @@ def test_stale_or_partial_exports_are_redone(tiny: str, tmp_path: Path) -> None:
 def test_failed_parity_is_a_model_error(
     tiny: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(onnx_runtime, "PARITY_MIN", 1.5)
+    monkeypatch.setattr(export, "PARITY_MIN", 1.5)
     with pytest.raises(ModelError, match="disagrees with torch"):
         OpenClipEmbedder(tiny, runtime="onnx", onnx_dir=tmp_path).embed_texts(["x"])
     assert list(tmp_path.iterdir()) == []
@@ -188,7 +188,7 @@ def test_attention_swap_is_undone(tiny: str) -> None:
     embedder = OpenClipEmbedder(tiny)
     embedder.embed_texts(["load"])
     towers = embedder.towers
-    with onnx_runtime.traceable_attention(towers.image_tower, towers.text_tower):
+    with export.traceable_attention(towers.image_tower, towers.text_tower):
         swapped = embedder.embed_texts(TEXTS)
     kinds = {type(m.attn) for m in towers.text_tower.modules() if hasattr(m, "attn")}
     assert kinds == {torch.nn.MultiheadAttention}

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgfinder.embedders.openclip import OpenClipEmbedder, Preprocess, trim_padding
+from imgfinder.embedders.families.openclip import OpenClipEmbedder
+from imgfinder.embedders.preprocess import Preprocess
+from imgfinder.embedders.towers import trim_padding
 from imgfinder.errors import ModelError
 
 pytest.importorskip("open_clip")
@@ -68,7 +70,7 @@ def images() -> list[Image.Image]:
 def test_import_and_construction_are_light() -> None:
     code = (
         "import sys\n"
-        "from imgfinder.embedders.openclip import OpenClipEmbedder\n"
+        "from imgfinder.embedders.families.openclip import OpenClipEmbedder\n"
         "e = OpenClipEmbedder('ViT-B-32', 'laion2b_s34b_b79k', runtime='onnx')\n"
         "assert e.key == 'open_clip:ViT-B-32:laion2b_s34b_b79k:onnx-fp32', e.key\n"
         "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules\n"
@@ -233,7 +235,7 @@ def test_torch_free_tokenizer_matches_open_clip(tiny: str) -> None:
     import open_clip
     from open_clip.tokenizer import default_bpe
 
-    from imgfinder.embedders.openclip import TOKENIZER_CHECKS, ClipBpeTokenizer
+    from imgfinder.embedders.tokenizers.clip_bpe import TOKENIZER_CHECKS, ClipBpeTokenizer
 
     rng = random.Random(0)
     alphabet = "abcxyzABZ019 .,!?'’&;<>-_абвгдёжяАБЯ🙂🐙中文ελ\t\n"
@@ -250,15 +252,15 @@ def test_weights_digest_is_remembered_beside_the_file(
     """A big checkpoint is hashed once, not at every start: the digest is noted beside it."""
     import hashlib
 
-    from imgfinder.embedders import openclip
+    from imgfinder.embedders import towers
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"first weights")
     expected = hashlib.sha256(b"first weights").hexdigest()
-    assert openclip.file_digest(weights) == expected
+    assert towers.file_digest(weights) == expected
     assert (tmp_path / "model.safetensors.sha256").is_file()
 
-    monkeypatch.setattr(openclip, "_digests", {})  # a new process
+    monkeypatch.setattr(towers, "_digests", {})  # a new process
     real_open = open
 
     def no_reading_weights(path, *args, **kwargs):
@@ -266,18 +268,18 @@ def test_weights_digest_is_remembered_beside_the_file(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", no_reading_weights)
-    assert openclip.file_digest(weights) == expected
+    assert towers.file_digest(weights) == expected
     monkeypatch.setattr("builtins.open", real_open)
 
     weights.write_bytes(b"other weights, other size")
-    assert openclip.file_digest(weights) == hashlib.sha256(b"other weights, other size").hexdigest()
+    assert towers.file_digest(weights) == hashlib.sha256(b"other weights, other size").hexdigest()
 
 
 def test_a_repo_builds_from_its_own_config_only_with_the_checkpoint_we_found(
     tmp_path: Path,
 ) -> None:
     """Else open_clip would load another file than the one we checked (or none: random)."""
-    from imgfinder.embedders.openclip import builds_from_repo_config
+    from imgfinder.embedders.families.openclip import builds_from_repo_config
 
     weights = tmp_path / "open_clip_model.safetensors"
     weights.write_bytes(b"x")

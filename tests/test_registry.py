@@ -80,7 +80,7 @@ def test_every_entry_is_valid() -> None:
             assert tag, f"{info.key}: open_clip has no tag {info.pretrained}"
             assert tag["hf_hub"].strip("/").split("/")[:2] == info.hf_repo.split("/"), info.key
         elif info.family == "immich":
-            from imgfinder.embedders.immich import FILES
+            from imgfinder.embedders.families.immich import FILES
 
             assert info.hf_repo.startswith("immich-app/") and info.files == FILES, info.key
         else:
@@ -134,7 +134,7 @@ def test_a_new_architecture_needs_only_a_models_toml_entry(tmp_path: Path) -> No
     import torch
     from safetensors.torch import save_file
 
-    from imgfinder.embedders.openclip import OpenClipEmbedder
+    from imgfinder.embedders.families.openclip import OpenClipEmbedder
 
     model_cfg = {
         "embed_dim": 16,

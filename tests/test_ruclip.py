@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgfinder.embedders.ruclip import RuClipEmbedder
-from imgfinder.embedders.yttm import SPACE
+from imgfinder.embedders.families.ruclip import RuClipEmbedder
+from imgfinder.embedders.tokenizers.yttm import SPACE
 from imgfinder.errors import ModelError
 
 torch = pytest.importorskip("torch")
@@ -236,7 +236,7 @@ def test_onnx_runtime_matches_torch_and_runs_without_torch(folder: Path, tmp_pat
     assert min(embedder.parity.values()) >= 0.9999
     code = (
         "import sys\n"
-        "from imgfinder.embedders.ruclip import RuClipEmbedder\n"
+        "from imgfinder.embedders.families.ruclip import RuClipEmbedder\n"
         f"e = RuClipEmbedder({str(folder)!r}, runtime='onnx', onnx_dir={str(onnx_dir)!r})\n"
         "assert e.embed_texts(['кошка']).shape == (1, 32)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

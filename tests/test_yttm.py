@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgfinder.embedders.yttm import SPACE, RuClipTokenizer, SpecialTokens, YttmBpe
+from imgfinder.embedders.tokenizers.yttm import SPACE, RuClipTokenizer, SpecialTokens, YttmBpe
 from imgfinder.errors import ModelError
 
 CORPUS = """

@@ -81,7 +81,7 @@ It was trained from scratch in this repository on a synthetic world of coloured 
 | `image.onnx`, `text.onnx` | the towers exported for ONNX Runtime (opset 17, dynamic batch) |
 | `metrics.json` | every number below |
 
-Use it as the `demo` embedder: `imgfinder.embedders.demo.DemoEmbedder()` (ONNX Runtime, no
+Use it as the `demo` embedder: `imgfinder.embedders.families.demo.DemoEmbedder()` (ONNX Runtime, no
 torch) or `DemoEmbedder(runtime="torch")`.
 
 ## Training

@@ -31,8 +31,8 @@ from imgfinder.atomic import atomic_write_file, atomic_write_text
 from imgfinder.demo import acceptance, world
 from imgfinder.demo.model import DemoCLIP, DemoConfig, count_parameters
 from imgfinder.demo.tokenizer import UNK_ID, Tokenizer
-from imgfinder.embedders import demo as demo_embedder
-from imgfinder.embedders.base import resize_center_crop_normalize
+from imgfinder.embedders.families import demo as demo_embedder
+from imgfinder.embedders.preprocess import resize_center_crop_normalize
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from imgfinder.embedders.preprocess import CLIP_MEAN, CLIP_STD, resize_center_crop_normalize
 from imgfinder.media.images import to_rgb
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: the script each language's words are written in
 SCRIPTS = {"en": "LATIN", "ru": "CYRILLIC"}
 LANGUAGE_NAMES = {"en": "English", "ru": "Russian"}
@@ -85,26 +84,6 @@ class Embedder(ABC):
 def _script(char: str) -> str:
     """ "LATIN", "CYRILLIC", "CJK"...: the first word of the character's Unicode name."""
     return unicodedata.name(char, "UNKNOWN").split(" ")[0]
-
-
-def resize_center_crop_normalize(
-    image: Image.Image,
-    size: int,
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
-) -> np.ndarray:
-    """CLIP-style preprocessing in Pillow + numpy, with no torch import."""
-    image = to_rgb(image)
-    width, height = image.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    if (new_w, new_h) != (width, height):
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

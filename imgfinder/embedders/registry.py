@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from imgfinder.embedders.base import Embedder
+from imgfinder.embedders.runtimes import CHOICES
 from imgfinder.errors import ConfigError, ModelError
 
 if sys.version_info >= (3, 11):
@@ -32,17 +33,18 @@ REGISTRY_FILE = Path(__file__).with_name("models.toml")
 #: a user's own entries, in the models folder
 USER_REGISTRY = "models.toml"
 FAMILIES = ("open_clip", "ruclip", "demo", "immich")
-RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+#: what a model may be asked to run on
+RUNTIMES = CHOICES
 HF_ENDPOINT = "https://huggingface.co"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 #: the open_clip loader's prefix for "build from this folder's own config"
 LOCAL_DIR = "local-dir:"
 #: loaders are imported by path, on use, so importing the registry stays cheap
 LOADERS = {
-    "demo": "imgfinder.embedders.demo:DemoEmbedder",
-    "open_clip": "imgfinder.embedders.openclip:OpenClipEmbedder",
-    "ruclip": "imgfinder.embedders.ruclip:RuClipEmbedder",
-    "immich": "imgfinder.embedders.immich:ImmichEmbedder",
+    "demo": "imgfinder.embedders.families.demo:DemoEmbedder",
+    "open_clip": "imgfinder.embedders.families.openclip:OpenClipEmbedder",
+    "ruclip": "imgfinder.embedders.families.ruclip:RuClipEmbedder",
+    "immich": "imgfinder.embedders.families.immich:ImmichEmbedder",
 }
 #: an open_clip repository's own description of its architecture and preprocessing
 REPO_CONFIG = "open_clip_config.json"

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from imgfinder.embedders.base import Embedder, l2_normalize
-from imgfinder.embedders.onnx import open_session
-from imgfinder.embedders.openclip import file_digest
+from imgfinder.embedders.onnx_runtime import open_session
+from imgfinder.embedders.towers import file_digest
 from imgfinder.errors import MissingExtraError, ModelError
 
 FILES = (

@@ -17,7 +17,7 @@ from imgfinder.embedders.base import Embedder, l2_normalize
 from imgfinder.errors import MissingExtraError, ModelError
 
 #: the model shipped with the repository (trained by `python -m imgfinder.demo.train`)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "demo" / "bundled"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "demo" / "bundled"
 RUNTIMES = ("onnx", "torch")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -15,21 +15,22 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgfinder.embedders.base import CLIP_MEAN, CLIP_STD
-from imgfinder.embedders.openclip import (
+from imgfinder.embedders.export import TorchTowers, import_torch
+from imgfinder.embedders.preprocess import CLIP_MEAN, CLIP_STD, Preprocess
+from imgfinder.embedders.tokenizers.yttm import RuClipTokenizer
+from imgfinder.embedders.towers import (
     PARITY_TEXTS,
     Loaded,
-    Preprocess,
-    TorchTowers,
     TowerEmbedder,
     check_runtime,
     file_digest,
-    import_torch,
 )
-from imgfinder.embedders.yttm import RuClipTokenizer
 from imgfinder.errors import ModelError
+
+if TYPE_CHECKING:
+    from imgfinder.embedders.export import ExportSource
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "bpe.model"
@@ -205,10 +206,12 @@ class RuClipEmbedder(TowerEmbedder):
         if self.runtime == "torch":
             towers = TorchTowers.from_model(build_model(self.model_dir, self.device), self.device)
             return Loaded(towers, preprocess, tokenizer, PAD_ID, dim)
-        from imgfinder.embedders import onnx as onnx_runtime
+        from imgfinder.embedders import onnx_runtime
 
-        def build() -> onnx_runtime.ExportSource:
-            return onnx_runtime.ExportSource.from_model(
+        def build() -> ExportSource:
+            from imgfinder.embedders.export import ExportSource
+
+            return ExportSource.from_model(
                 build_model(self.model_dir),
                 preprocess=preprocess,
                 sample_tokens=tokenizer(PARITY_TEXTS),

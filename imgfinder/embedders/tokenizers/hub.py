@@ -6,7 +6,7 @@ that backend's JSON plus the few settings open_clip and transformers apply aroun
 cleaning, fixed length, padding and truncation sides, whether special-token text is split, an
 optional separator strip); searching then needs neither torch nor transformers. An export
 records it only after checking that it reproduces open_clip's ids
-(`openclip.torch_free_tokenizer`).
+(`families.openclip.torch_free_tokenizer`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from imgfinder.embedders.textclean import CLEANERS, require_ftfy
+from imgfinder.embedders.tokenizers.textclean import CLEANERS, require_ftfy
 from imgfinder.errors import MissingExtraError, ModelError
 
 KIND = "hf-tokenizers"

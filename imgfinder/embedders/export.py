@@ -1,16 +1,11 @@
-"""ONNX Runtime towers: exported once from torch, checked against it, optionally int8.
-
-An export lives in `models_dir()/onnx/<hash of the source key>/`: `image.onnx`, `text.onnx`,
-their int8 twins once quantised, `samples.npz` (the parity inputs) and `meta.json` (what it
-came from, the preprocessing, the tokenizer, the measured parity). With an export on disk,
-embedding needs neither torch nor open_clip when the tokenizer is torch-free too (ruCLIP's
-YouTokenToMe, CLIP's BPE copied into the export): torch is imported to export, not to run.
+"""Torch towers to ONNX: export once (opset 17, dynamic batch), check against torch, and
+quantise to int8 with its measured agreement. Only this module, the families' torch loaders
+and Grad-CAM import torch; running an export needs `onnx_runtime.py` alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +13,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +23,117 @@ from PIL import Image
 
 from imgfinder.atomic import atomic_write_file, atomic_write_text
 from imgfinder.embedders.base import l2_normalize
+from imgfinder.embedders.onnx_runtime import FORMAT, OnnxTowers, import_onnxruntime, read_meta
+from imgfinder.embedders.towers import trim_padding
 from imgfinder.errors import MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+
 OPSET = 17
 #: torch and ONNX fp32 must agree at least this well on every sample, or the export fails
 PARITY_MIN = 0.9999
 #: int8 below this on any sample is reported loudly (it still runs: the user chose int8)
 INT8_PARITY_WARN = 0.99
-PRECISIONS = {"onnx": "fp32", "onnx-int8": "int8"}
 #: synthetic pictures int8's top-10 results are compared with fp32's on
 OVERLAP_GALLERY = 48
+
+
+def import_torch() -> Any:
+    """torch, or a clear error naming the extra to install."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingExtraError("torch", "torch") from exc
+    return torch
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0) -> Iterator[None]:
+    """Deterministic random initialisation without disturbing the caller's RNG."""
+    torch = import_torch()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def tower_modules(model: Any) -> tuple[Any, Any, bool]:
+    """Image and text towers of an open_clip model as separate modules (for torch and export).
+
+    Returns (image, text, dynamic_sequence). When the text tower is causal and pools at the end
+    token, the text module accepts token rows trimmed of trailing padding (`trim_padding`).
+    """
+    torch = import_torch()
+    from open_clip.model import CLIP
+    from open_clip.transformer import text_global_pool
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self, clip: Any) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, image: Any) -> Any:
+            return self.clip.encode_image(image)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, clip: Any) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, tokens: Any) -> Any:
+            return self.clip.encode_text(tokens)
+
+    class TrimmedTextTower(TextTower):
+        def forward(self, tokens: Any) -> Any:
+            clip = self.clip
+            length = tokens.shape[1]
+            cast_dtype = clip.transformer.get_cast_dtype()
+            x = clip.token_embedding(tokens).to(cast_dtype)
+            x = x + clip.positional_embedding[:length].to(cast_dtype)
+            x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+            x = clip.ln_final(x)
+            x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=clip.text_eos_id)
+            if isinstance(clip.text_projection, torch.nn.Linear):
+                return clip.text_projection(x)
+            if clip.text_projection is not None:
+                return x @ clip.text_projection
+            return x
+
+    trimmable = (
+        isinstance(model, CLIP)
+        and getattr(model, "attn_mask", None) is not None
+        and model.text_pool_type in ("argmax", "eos")
+    )
+    text = TrimmedTextTower(model) if trimmable else TextTower(model)
+    return ImageTower(model).eval(), text.eval(), trimmable
+
+
+class TorchTowers:
+    """Runs an open_clip model's towers on numpy input under inference mode."""
+
+    runtime = "torch-fp32"
+
+    def __init__(
+        self, image_tower: Any, text_tower: Any, dynamic_sequence: bool, device: str = "cpu"
+    ) -> None:
+        self.torch = import_torch()
+        self.device = device
+        self.image_tower, self.text_tower = image_tower, text_tower
+        self.dynamic_sequence = dynamic_sequence
+
+    @classmethod
+    def from_model(cls, model: Any, device: str = "cpu") -> TorchTowers:
+        return cls(*tower_modules(model), device=device)
+
+    def image(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            pixels = self.torch.from_numpy(batch).to(self.device)
+            return self.image_tower(pixels).float().cpu().numpy()
+
+    def text(self, tokens: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            ids = self.torch.from_numpy(tokens.astype(np.int64)).to(self.device)
+            return self.text_tower(ids).float().cpu().numpy()
 
 
 @dataclass
@@ -62,185 +155,10 @@ class ExportSource:
         cls, model: Any, *, preprocess: Any, sample_tokens: np.ndarray, pad_id: int = 0
     ) -> ExportSource:
         """From an open_clip model (CLIP or CustomTextCLIP) and its `Preprocess`."""
-        from imgfinder.embedders.openclip import tower_modules
+        from imgfinder.embedders.export import tower_modules
 
         image, text, dynamic = tower_modules(model)
         return cls(image, text, dynamic, preprocess.to_dict(), sample_tokens, pad_id)
-
-
-def onnx_root() -> Path:
-    from imgfinder.embedders.registry import models_dir
-
-    return models_dir() / "onnx"
-
-
-def export_dir(source_key: str, root: str | Path | None = None) -> Path:
-    """Folder of the export of `source_key` (a hash, so any key makes a valid name)."""
-    digest = hashlib.sha256(source_key.encode("utf-8")).hexdigest()[:16]
-    return Path(root or onnx_root()) / digest
-
-
-def physical_cores() -> int:
-    """Cores this process may use, counting SMT siblings once (ONNX Runtime's sweet spot)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count() or 1
-    physical = None
-    with contextlib.suppress(ImportError):
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    if not physical:
-        physical = _cores_from_cpuinfo()
-    return max(1, min(usable, physical or usable))
-
-
-def _cores_from_cpuinfo() -> int | None:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    cores, package = set(), "0"
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "physical id":
-            package = value.strip()
-        elif name.strip() == "core id":
-            cores.add((package, value.strip()))
-    return len(cores) or None
-
-
-def session_options(threads: int | None = None) -> Any:
-    """Settings for small machines: one pool of `physical_cores()` threads, no spinning.
-
-    Spinning threads would steal the CPU from the image decoders that run alongside.
-    """
-    ort = _import_onnxruntime()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
-
-
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise MissingExtraError("onnxruntime", "all") from exc
-    return onnxruntime
-
-
-# --------------------------------------------------------------------------- runtime
-
-
-def open_session(path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime session on the CPU; a file it cannot open is a ModelError."""
-    ort = _import_onnxruntime()
-    try:
-        return ort.InferenceSession(
-            str(path), session_options(threads), providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own types for bad or missing files
-        raise ModelError(f"cannot open {path}: {exc}") from exc
-
-
-class OnnxTowers:
-    """Image and text towers as ONNX Runtime sessions, created on first use of each."""
-
-    def __init__(
-        self,
-        directory: Path,
-        meta: dict[str, Any],
-        precision: str = "fp32",
-        threads: int | None = None,
-    ) -> None:
-        if precision not in meta["files"]:
-            raise ModelError(f"the ONNX export in {directory} has no {precision} towers")
-        self.directory = directory
-        self.meta = meta
-        self.precision = precision
-        self.runtime = f"onnx-{precision}"
-        self.threads = threads
-        self.dim = int(meta["dim"])
-        self.dynamic_sequence = bool(meta["dynamic_sequence"])
-        self._sessions: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def parity(self) -> dict[str, float]:
-        """Minimum cosine vs the reference on the export samples, per tower.
-
-        fp32 is compared with torch, int8 with fp32 ONNX.
-        """
-        return dict(self.meta["parity"][self.precision])
-
-    @property
-    def overlap(self) -> float | None:
-        """For int8: the share of the fp32 towers' top-10 results it returns too, measured on
-        synthetic pictures at quantisation (None for fp32, or an export made before)."""
-        return self.meta.get("overlap", {}).get(self.precision)
-
-    def session(self, tower: str) -> Any:
-        if tower not in self._sessions:
-            with self._lock:
-                if tower not in self._sessions:
-                    path = self.directory / self.meta["files"][self.precision][tower]
-                    self._sessions[tower] = open_session(path, self.threads)
-        return self._sessions[tower]
-
-    def image(self, batch: np.ndarray) -> np.ndarray:
-        pixels = np.ascontiguousarray(batch, dtype=np.float32)
-        return self.session("image").run(None, {"pixels": pixels})[0]
-
-    def text(self, tokens: np.ndarray) -> np.ndarray:
-        ids = np.ascontiguousarray(tokens, dtype=np.int64)
-        return self.session("text").run(None, {"tokens": ids})[0]
-
-
-def load_towers(
-    source_key: str,
-    build: Callable[[], ExportSource],
-    *,
-    precision: str = "onnx",
-    root: str | Path | None = None,
-    threads: int | None = None,
-) -> OnnxTowers:
-    """Open the cached export of `source_key`, exporting (and quantising) it first if needed.
-
-    `build` is only called when there is no valid export yet; it is where torch gets loaded.
-    `precision` is a runtime name, "onnx" (fp32) or "onnx-int8".
-    """
-    if precision not in PRECISIONS:
-        raise ModelError(f"unknown ONNX precision {precision!r}")
-    directory = export_dir(source_key, root)
-    meta = read_meta(directory, source_key)
-    if meta is None:
-        meta = export(build(), directory, source_key)
-    if PRECISIONS[precision] == "int8" and "int8" not in meta["files"]:
-        meta = quantize(directory, meta)
-    return OnnxTowers(directory, meta, PRECISIONS[precision], threads)
-
-
-def read_meta(directory: Path, source_key: str) -> dict[str, Any] | None:
-    """The export's metadata if it is complete and made from `source_key`, else None."""
-    try:
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if meta.get("format") != FORMAT or meta.get("source") != source_key:
-        return None
-    for files in meta.get("files", {}).values():
-        if not all((directory / name).is_file() for name in files.values()):
-            return None
-    return meta if "fp32" in meta.get("files", {}) else None
-
-
-# --------------------------------------------------------------------------- export
 
 
 def sample_images(preprocess: dict[str, Any], count: int = 4) -> np.ndarray:
@@ -270,16 +188,6 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((l2_normalize(a) * l2_normalize(b)).sum(axis=1).min())
 
 
-def parity_summary(runtime: str, parity: dict[str, float], overlap: float | None = None) -> str:
-    """What the user is told about an ONNX runtime's measured agreement with its reference:
-    "agrees with PyTorch: cosine image 1.0000, text 1.0000" (int8 is compared with fp32,
-    and says how many of fp32's top-10 results it keeps)."""
-    reference = "ONNX fp32" if runtime == "onnx-int8" else "PyTorch"
-    agreement = ", ".join(f"{tower} {cosine:.4f}" for tower, cosine in parity.items())
-    kept = f"; {overlap:.0%} of its top-10 results the same" if overlap is not None else ""
-    return f"agrees with {reference}: cosine {agreement}{kept}"
-
-
 def top10_overlap(reference: Any, other: Any, gallery: np.ndarray, tokens: np.ndarray) -> float:
     """Mean share of `reference`'s top 10 among `gallery` that `other` also ranks in its top
     10, over every gallery picture (itself left out) and every text as a query."""
@@ -295,8 +203,6 @@ def top10_overlap(reference: Any, other: Any, gallery: np.ndarray, tokens: np.nd
 
 def export(source: ExportSource, directory: Path, source_key: str) -> dict[str, Any]:
     """Export both towers (opset 17, dynamic batch) and check them against torch."""
-    from imgfinder.embedders.openclip import TorchTowers, import_torch, trim_padding
-
     torch = import_torch()
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = directory.parent / f".{directory.name}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -360,7 +266,7 @@ def traceable_attention(*modules: Any) -> Iterator[None]:
     so a text tower exported on full-length tokens would reject trimmed ones. The swap shares
     the weights and is undone after export; the parity check then runs the original modules.
     """
-    torch = _import_torch()
+    torch = import_torch()
 
     class TraceableAttention(torch.nn.Module):
         def __init__(self, attention: Any) -> None:
@@ -398,12 +304,6 @@ def traceable_attention(*modules: Any) -> Iterator[None]:
     finally:
         for parent, attention in swapped:
             parent.attn = attention
-
-
-def _import_torch() -> Any:
-    from imgfinder.embedders.openclip import import_torch
-
-    return import_torch()
 
 
 def _export_module(
@@ -445,16 +345,13 @@ def _publish(work: Path, directory: Path) -> None:
 
 
 def _versions(torch: Any) -> dict[str, str]:
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     versions = {"torch": torch.__version__, "onnxruntime": ort.__version__}
     with contextlib.suppress(ImportError):
         import open_clip
 
         versions["open_clip"] = open_clip.__version__
     return versions
-
-
-# --------------------------------------------------------------------------- int8
 
 
 def quantize(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
