@@ -287,3 +287,24 @@ def test_a_repo_builds_from_its_own_config_only_with_the_checkpoint_we_found(
     (tmp_path / "open_clip_config.json").write_text("{}")
     assert builds_from_repo_config(tmp_path, weights)
     assert not builds_from_repo_config(tmp_path, tmp_path / "epoch_32.pt")
+
+
+def test_branchy_towers_are_fused_for_inference() -> None:
+    """MobileCLIP's FastViT blocks fold into single convolutions: same vectors, fewer ops."""
+    timm = pytest.importorskip("timm")
+    import torch
+
+    from imgfinder.embedders.families.openclip import fused
+
+    torch.manual_seed(0)
+    tower = timm.create_model("fastvit_t8", num_classes=8).eval()
+    pixels = torch.rand(2, 3, 64, 64)
+    layers = len(list(tower.modules()))
+    with torch.no_grad():
+        before = tower(pixels)
+        folded = fused(tower)
+        after = folded(pixels)
+    assert len(list(folded.modules())) < layers * 0.8
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    linear = torch.nn.Linear(2, 2)
+    assert fused(linear) is linear  # nothing to fold: the model as it is
