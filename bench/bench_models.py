@@ -1,24 +1,29 @@
-"""Embedder runtimes on a ViT-B/32-shaped open_clip model: torch fp32, ONNX fp32, ONNX int8.
+"""Embedder runtimes on a ViT-B/32-shaped open_clip model: torch fp32, ONNX fp32, ONNX int8;
+then every architecture of the model registry on ONNX fp32 and int8 (bench_registry.py).
 
 Random (seeded) weights: the speed and memory of a real ViT-B/32 without a download; parity
 between runtimes on random weights is indicative only (real activations are tamer).
 Each runtime runs in its own process (as in the product), measured in interleaved rounds so a
 neighbour's load hits them alike; peak memory is measured in a fresh process per runtime.
+Exports go to a temporary folder (fresh every run) unless --work names one to keep.
 
-    python bench/bench_models.py [--rounds 5] [--out bench/results]
+    python bench/bench_models.py [--rounds 3] [--registry-rounds 3] [--out bench/results]
 
-Writes models.json and models.md.
+Writes models.json and models.md. With --model-config (tests) or --no-registry, only the
+runtime comparison runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_registry  # noqa: E402
 
 from imgfinder.embedders import export, onnx_runtime  # noqa: E402
 from imgfinder.embedders.families.openclip import OpenClipEmbedder  # noqa: E402
@@ -262,12 +271,26 @@ def ratios(speed: dict[str, Any], parity: dict[str, Any]) -> dict[str, float]:
 
 def markdown(report: dict[str, Any]) -> str:
     speed, memory, env = report["speed"], report["memory"], report["environment"]
+    registry_section = report.get("registry")
+    title = (
+        "# Embedder models and runtimes (random weights)"
+        if registry_section
+        else f"# Embedder runtimes: {report['model']} (random weights)"
+    )
     lines = [
-        f"# Embedder runtimes: {report['model']} (random weights)",
+        title,
         "",
         f"{env['cpu']}, {env['logical_cpus']} logical CPUs; ONNX Runtime {env['onnx_threads']} "
-        f"threads, torch {env['torch_threads']}; load average at start "
-        f"{env['load_average_at_start']}, at end {report['load_average_at_end']}. "
+        f"threads, torch {env['torch_threads']}; load average (1, 5, 15 min) at start "
+        f"{env['load_average_at_start']}, at end {report['load_average_at_end']}"
+        + (f"; whole run {report['wall_seconds']:.0f} s" if "wall_seconds" in report else "")
+        + ".",
+        "",
+    ]
+    if registry_section:
+        lines += [bench_registry.markdown(registry_section), ""]
+        lines += [f"## Runtimes: {report['model']}, torch against ONNX", ""]
+    lines += [
         f"Medians of {report['rounds']} interleaved rounds, each runtime in its own process.",
         "",
         "| runtime | img/s b1 | img/s b8 | img/s b32 | texts/s b32 | query p50 ms "
@@ -306,7 +329,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="runtime comparison rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--onnx-dir", default=None, help="ONNX cache (default <model dir>/onnx)")
     parser.add_argument(
@@ -315,17 +338,50 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"an open_clip model config JSON to measure instead of {ARCHITECTURE} (tests)",
     )
+    parser.add_argument("--no-registry", action="store_true", help="runtime comparison only")
+    parser.add_argument("--registry-rounds", type=int, default=3)
+    parser.add_argument(
+        "--image-seconds",
+        type=float,
+        default=25.0,
+        help="gallery time per network (fp32 + int8), which sizes its gallery",
+    )
+    parser.add_argument("--only", nargs="*", default=None, help="registry keys (dev runs)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the exports here")
     args = parser.parse_args(argv)
-    onnx_dir = Path(args.onnx_dir) if args.onnx_dir else None
     config = args.model_config.resolve() if args.model_config else None
+    started = time.perf_counter()
     env = environment()
-    measured = measure(onnx_dir, args.rounds, config)
-    report = {
+    report: dict[str, Any] = {
         "model": config.stem if config else ARCHITECTURE,
         "weights": "random, seed 0",
         "rounds": args.rounds,
         "environment": env,
+    }
+    with contextlib.ExitStack() as stack:
+        if config is not None or args.no_registry:
+            onnx_dir = Path(args.onnx_dir) if args.onnx_dir else None
+            measured = measure(onnx_dir, args.rounds, config)
+        else:
+            work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            found: dict[str, Any] = {}
+
+            def runtimes() -> None:  # on the sweep's own ViT-B-32 export, before its measuring
+                print("== runtimes", flush=True)
+                found.update(measure(work / "onnx", args.rounds))
+
+            report["registry"] = bench_registry.sweep(
+                work,
+                args.registry_rounds,
+                args.image_seconds,
+                args.only,
+                log=lambda line: print(line, flush=True),
+                before_measuring=runtimes,
+            )
+            measured = found
+    report |= {
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "wall_seconds": round(time.perf_counter() - started, 1),
         **measured,
     }
     report["ratios"] = {
