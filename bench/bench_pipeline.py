@@ -1,123 +1,314 @@
-"""Whole-pipeline indexing images/s next to embedder-only images/s on the same JPEGs and model.
+"""Indexing throughput next to the image tower's own, on the same JPEGs and model.
 
-The model is a ViT-B-32-shaped open_clip model with random weights (speed does not depend on
-weight values). Pipeline and embedder-only runs alternate so that both see the same machine.
+A ViT-B-32-shaped open_clip model with random weights (speed does not depend on weight values),
+on ONNX int8 and ONNX fp32, and folders of photo-like JPEGs of 2 MP and 12 MP. The tower's own
+throughput is `embed_prepared` on batches already decoded and prepared, at the batch size
+indexing uses; indexing's is images indexed per second of the index summary's own time. Tower
+and indexing runs alternate round by round, so that a neighbour's load hits both alike, and
+each figure is the median over the rounds. The index summary's phases say where the rest of
+the time went; each runtime's peak memory is measured apart, in a fresh process.
+
+    python bench/bench_pipeline.py [--count 300] [--rounds 3] [--onnx-dir DIR]
+
+Writes pipeline.json and pipeline.md. The JPEGs are made once and kept in the temp folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from common import photo_like, write_result
+from PIL import Image
 
 from imgfinder.embedders.families.openclip import OpenClipEmbedder
 from imgfinder.media.images import open_image
+from imgfinder.media.scan import content_hash
 from imgfinder.search import SearchModel
 
 SIZES = {"2MP": (1632, 1224), "12MP": (4000, 3000)}
+RUNTIMES = {"onnx-int8": "ONNX int8", "onnx": "ONNX fp32"}
+#: share of the tower's own throughput that indexing should keep (issue #17)
+TARGETS = {("onnx-int8", "2MP"): 0.80, ("onnx-int8", "12MP"): 0.50}
+TARGETS |= {("onnx", "2MP"): 0.90, ("onnx", "12MP"): 0.75}
+#: distinct photo-like scenes; every file is one of them cropped, mirrored and patched apart
+BASES = 4
+#: extra pixels around each scene, for the crops to move in
+MARGIN = 64
+#: prepared images the tower cycles through (its speed does not depend on the pixels)
+TOWER_IMAGES = 64
+#: the summary's phases, in the order of the breakdown table
+PHASES = ("embed_seconds", "wait_seconds", "store_seconds", "model_seconds")
 
 
 def make_folder(root: Path, size: tuple[int, int], count: int) -> list[Path]:
+    """`count` different JPEGs that decode like photos, made once and kept in `root`.
+
+    A 12 MP `photo_like` takes half a second, so a few scenes are made and each file is a
+    crop of one at its own offset (so no two share their 8x8 blocks), some mirrored, with a
+    patch of another scene pasted at its own place.
+    """
+    done = root / "complete"
+    paths = [root / f"img_{number:04d}.jpg" for number in range(count)]
+    if done.is_file() and all(path.is_file() for path in paths):
+        return paths
     root.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for number in range(count):
-        path = root / f"img_{number:04d}.jpg"
-        photo_like(*size, seed=number).save(path, quality=90)
-        paths.append(path)
+    width, height = size
+    scenes = [photo_like(width + MARGIN, height + MARGIN, seed=seed) for seed in range(BASES)]
+    for number, path in enumerate(paths):
+        step = number // BASES
+        left, top = step % MARGIN, (step // MARGIN + 3 * number) % MARGIN
+        image = scenes[number % BASES].crop((left, top, left + width, top + height))
+        if step % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        patch = scenes[(number + 1) % BASES].crop((0, 0, width // 3, height // 3))
+        image.paste(patch, ((number * 37) % (width - patch.width), (number * 53) % patch.height))
+        image.save(path, quality=90)
+    done.touch()
     return paths
 
 
-def embed_only(embedder, prepared: np.ndarray, batch: int) -> float:
-    started = time.perf_counter()
-    for start in range(0, len(prepared), batch):
-        embedder.embed_prepared(prepared[start : start + batch])
-    return len(prepared) / (time.perf_counter() - started)
-
-
-def pipeline(embedder, folder: Path, workdir: Path, batch: int, workers: int) -> float:
-    collection = workdir / f"c{time.perf_counter_ns()}"
-    model = SearchModel(collection, embedder)
-    started = time.perf_counter()
-    report = model.index([folder], batch_size=batch, workers=workers)
-    elapsed = time.perf_counter() - started
-    model.close()
-    shutil.rmtree(collection)
-    assert report.indexed == len(list(folder.iterdir())), report.summary()
-    return report.indexed / elapsed
-
-
-def cpu_per_image(fn, items) -> float:
+def cpu_ms_each(fn: Any, items: list[Any]) -> float:
+    """CPU milliseconds per item of `fn`, one item after another in this thread."""
     started = time.process_time()
     for item in items:
         fn(item)
     return (time.process_time() - started) / len(items) * 1000
 
 
+def tower_round(embedder: OpenClipEmbedder, prepared: np.ndarray, count: int, batch: int) -> dict:
+    """Images per second (and CPU seconds per image) of the image tower alone on `count`
+    prepared images in batches of `batch`."""
+    slots = len(prepared) // batch  # whole batches in `prepared`, taken in turn as views
+    cpu, started = time.process_time(), time.perf_counter()
+    for number, start in enumerate(range(0, count, batch)):
+        first = (number % slots) * batch
+        embedder.embed_prepared(prepared[first : first + min(batch, count - start)])
+    seconds = time.perf_counter() - started
+    cpu_ms = 1000 * (time.process_time() - cpu) / count
+    return {"images_per_s": count / seconds, "cpu_ms_per_image": cpu_ms}
+
+
+def index_round(
+    embedder: OpenClipEmbedder, folder: Path, work: Path, count: int, batch: int, workers: int
+) -> dict[str, Any]:
+    """The summary of indexing `folder` into a new collection."""
+    collection = work / f"collection-{time.perf_counter_ns()}"
+    model = SearchModel(collection, embedder)
+    try:
+        report = model.index([folder], batch_size=batch, workers=workers)
+    finally:
+        model.close()
+        shutil.rmtree(collection, ignore_errors=True)
+    summary = report.summary()
+    assert summary["indexed"] == count and not summary["skipped"], summary
+    return summary
+
+
+def probe_memory(
+    runtime: str, onnx_dir: str | None, folder: Path, batch: int, workers: int
+) -> None:
+    """In a fresh process: index `folder` once and print the summary (its peak RSS is the run's)."""
+    embedder = OpenClipEmbedder("ViT-B-32", runtime=runtime, onnx_dir=onnx_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        count = len(list(folder.glob("*.jpg")))
+        print(json.dumps(index_round(embedder, folder, Path(tmp), count, batch, workers)))
+
+
+def fresh_process_summary(runtime: str, args: argparse.Namespace, folder: Path) -> dict:
+    command = [sys.executable, __file__, "--probe", runtime, str(folder)]
+    command += ["--batch", str(args.batch), "--workers", str(args.workers)]
+    if args.onnx_dir:
+        command += ["--onnx-dir", args.onnx_dir]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def measure(args: argparse.Namespace, folders: dict[str, list[Path]], work: Path) -> dict:
+    embedders, prepared, rows = {}, {}, {}
+    for runtime in RUNTIMES:
+        embedder = OpenClipEmbedder("ViT-B-32", runtime=runtime, onnx_dir=args.onnx_dir)
+        embedder.embed_prepared(np.zeros((1, 3, 224, 224), np.float32))  # export, load
+        embedders[runtime] = embedder
+    first = next(iter(embedders.values()))
+    side = first.image_size
+
+    def prepare(path: Path) -> np.ndarray:
+        return first.prepare_image(open_image(path, target_size=side))
+
+    for label, paths in folders.items():
+        sample = paths[: max(TOWER_IMAGES, args.batch)]
+        prepared[label] = np.stack([prepare(path) for path in sample])
+        rows[label] = {
+            "images": len(paths),
+            "mb_per_file": round(sum(p.stat().st_size for p in paths) / len(paths) / 1e6, 2),
+            "decode_cpu_ms_per_image_alone": round(cpu_ms_each(prepare, sample), 2),
+            "hash_cpu_ms_per_file_alone": round(cpu_ms_each(content_hash, sample), 2),
+        }
+    tower: dict[tuple[str, str], list[dict]] = {}
+    index: dict[tuple[str, str], list[dict]] = {}
+    loads = [os.getloadavg()]
+    for number in range(args.rounds):
+        for runtime, embedder in embedders.items():
+            for label, paths in folders.items():
+                case = (runtime, label)
+                tower.setdefault(case, []).append(
+                    tower_round(embedder, prepared[label], len(paths), args.batch)
+                )
+                index.setdefault(case, []).append(
+                    index_round(
+                        embedder, paths[0].parent, work, len(paths), args.batch, args.workers
+                    )
+                )
+        loads.append(os.getloadavg())
+        print(f"round {number + 1}/{args.rounds} done, load average {loads[-1][0]:.2f}", flush=True)
+    cases = []
+    for (runtime, label), runs in index.items():
+        count = rows[label]["images"]
+        tower_rate = median_of(tower[(runtime, label)], "images_per_s")
+        index_rates = [run["indexed"] / run["seconds"] for run in runs]
+        rate = statistics.median(index_rates)
+        tower_cpu = median_of(tower[(runtime, label)], "cpu_ms_per_image")
+        decode_cpu = median_of(runs, "decode_ms_per_image")
+        hash_cpu = median_of(runs, "hash_ms_per_file")
+        seconds = median_of(runs, "seconds")
+        phases = {key: median_of(runs, key) for key in PHASES}
+        cases.append(
+            {
+                "runtime": runtime,
+                "jpeg": label,
+                "tower_images_per_s": round(tower_rate, 1),
+                "indexing_images_per_s": round(rate, 1),
+                "ratio": round(rate / tower_rate, 3),
+                "target": TARGETS[(runtime, label)],
+                # if the two cores did nothing but the tower's and the workers' CPU work
+                "cpu_bound_ceiling": round(tower_cpu / (tower_cpu + decode_cpu + hash_cpu), 3),
+                "index_seconds": round(seconds, 2),
+                "tower_seconds": round(count / tower_rate, 2),
+                **{key: round(value, 2) for key, value in phases.items()},
+                "other_seconds": round(seconds - sum(phases.values()), 2),
+                "tower_cpu_ms_per_image": round(tower_cpu, 2),
+                "decode_cpu_ms_per_image": round(decode_cpu, 2),
+                "hash_cpu_ms_per_file": round(hash_cpu, 2),
+                "cores_used": round(median_of(runs, "cpu_seconds") / seconds, 2),
+                "runs": {
+                    "tower_images_per_s": [
+                        round(t["images_per_s"], 1) for t in tower[(runtime, label)]
+                    ],
+                    "indexing_images_per_s": [round(r, 1) for r in index_rates],
+                },
+            }
+        )
+    return {"sizes": rows, "cases": cases, "load_average_by_round": loads}
+
+
+def tables(result: dict) -> str:
+    loads = ", ".join(f"{load[0]:.2f}" for load in result["load_average_by_round"])
+    head = [
+        f"ViT-B-32 (random weights), {result['images']} photo-like JPEGs per size, batch "
+        f"{result['batch']}, {result['workers']} decode threads, median of {result['rounds']} "
+        "interleaved rounds. Ratio = indexing images/s (by the index summary's own seconds) / "
+        "the image tower's own images/s on prepared batches. The CPU-bound ceiling is the "
+        "ratio if both cores did only the tower's and the workers' CPU work, with no wait: "
+        "tower CPU / (tower + decode + hash CPU) per image.",
+        f"Load average (1 min) before and after each round: {loads}.",
+        "",
+        "| JPEG | runtime | tower img/s | indexing img/s | ratio | target | CPU-bound ceiling |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        head.append(
+            f"| {case['jpeg']} | {RUNTIMES[case['runtime']]} | {case['tower_images_per_s']:.1f} "
+            f"| {case['indexing_images_per_s']:.1f} | {case['ratio']:.2f} | ≥ {case['target']:.2f} "
+            f"| {case['cpu_bound_ceiling']:.2f} |"
+        )
+    head += [
+        "",
+        "Where the time goes (seconds of one run, medians): the run's own time splits into "
+        "embedding (next to the tower's time alone on the same images), waiting for decoded "
+        "images, storing vectors and rows, waiting for the model, and the rest (scan, catalog "
+        "reads, finishing). Decode and hash are CPU per item in the worker threads, next to "
+        "the tower's own CPU per image; cores = process CPU seconds / run seconds.",
+        "",
+        "| JPEG | runtime | run s | embed s (tower alone) | wait s | store s | model s | other s "
+        "| tower CPU ms/img | decode CPU ms/img | hash CPU ms/file | cores |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        head.append(
+            f"| {case['jpeg']} | {RUNTIMES[case['runtime']]} | {case['index_seconds']:.2f} "
+            f"| {case['embed_seconds']:.2f} ({case['tower_seconds']:.2f}) "
+            f"| {case['wait_seconds']:.2f} | {case['store_seconds']:.2f} "
+            f"| {case['model_seconds']:.2f} | {case['other_seconds']:.2f} "
+            f"| {case['tower_cpu_ms_per_image']:.1f} | {case['decode_cpu_ms_per_image']:.1f} "
+            f"| {case['hash_cpu_ms_per_file']:.1f} | {case['cores_used']:.2f} |"
+        )
+    head += [
+        "",
+        "| JPEG | MB per file | decode CPU ms/img alone | hash CPU ms/file alone |",
+        "|---|--:|--:|--:|",
+    ]
+    for label, row in result["sizes"].items():
+        head.append(
+            f"| {label} | {row['mb_per_file']:.2f} | {row['decode_cpu_ms_per_image_alone']:.1f} "
+            f"| {row['hash_cpu_ms_per_file_alone']:.1f} |"
+        )
+    head += ["", "Peak memory of a fresh process indexing the 12 MP folder once:", ""]
+    head += [f"- {RUNTIMES[r]}: {mb:.0f} MB" for r, mb in result["peak_rss_mb_12mp"].items()]
+    return "# Indexing pipeline vs the image tower alone\n\n" + "\n".join(head)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=96)
+    parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--onnx-dir", default=None, help="ONNX cache (default <model dir>/onnx)")
+    parser.add_argument("--probe", nargs=2, metavar=("RUNTIME", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe_memory(args.probe[0], args.onnx_dir, Path(args.probe[1]), args.batch, args.workers)
+        return
 
-    embedder = OpenClipEmbedder("ViT-B-32", pretrained=None, runtime="torch")
-    rows = {}
+    started = time.perf_counter()
+    cache = Path(tempfile.gettempdir()) / "imgfinder-bench-pipeline"
+    folders = {
+        label: make_folder(cache / f"{label}-{args.count}", size, args.count)
+        for label, size in SIZES.items()
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for label, size in SIZES.items():
-            paths = make_folder(work / label, size, args.count)
-            prepare = lambda p: embedder.prepare_image(  # noqa: E731
-                open_image(p, target_size=embedder.image_size)
-            )
-            prepared = np.stack([prepare(p) for p in paths])
-            embedder.embed_prepared(prepared[:4])
-            decode_ms = cpu_per_image(prepare, paths[:32])
-            embed_ms = (
-                cpu_per_image(
-                    lambda chunk: embedder.embed_prepared(chunk),
-                    [prepared[i : i + args.batch] for i in range(0, len(prepared), args.batch)],
-                )
-                * len(range(0, len(prepared), args.batch))
-                / len(prepared)
-            )
-            only, whole = [], []
-            for _ in range(args.rounds):
-                only.append(embed_only(embedder, prepared, args.batch))
-                whole.append(pipeline(embedder, work / label, work, args.batch, args.workers))
-            rows[label] = {
-                "images": args.count,
-                "embed_only_images_per_s": statistics.median(only),
-                "pipeline_images_per_s": statistics.median(whole),
-                "ratio": statistics.median(whole) / statistics.median(only),
-                "decode_cpu_ms_per_image": decode_ms,
-                "embed_cpu_ms_per_image": embed_ms,
-                "runs": {"embed_only": only, "pipeline": whole},
-            }
-    table = [
-        "| JPEG | embedder only img/s | whole pipeline img/s | ratio | decode CPU ms/img "
-        "| embed CPU ms/img |",
-        "|---|---|---|---|---|---|",
-    ]
-    for label, row in rows.items():
-        table.append(
-            f"| {label} | {row['embed_only_images_per_s']:.1f} | "
-            f"{row['pipeline_images_per_s']:.1f} | {row['ratio']:.2f} | "
-            f"{row['decode_cpu_ms_per_image']:.1f} | {row['embed_cpu_ms_per_image']:.1f} |"
-        )
-    text = "\n".join(table)
+        measured = measure(args, folders, Path(tmp))
+    twelve = folders["12MP"][0].parent
+    memory = {r: fresh_process_summary(r, args, twelve)["peak_rss_mb"] for r in RUNTIMES}
+    result = {
+        "model": "ViT-B-32 (random weights)",
+        "images": args.count,
+        "batch": args.batch,
+        "workers": args.workers,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        **measured,
+        "peak_rss_mb_12mp": memory,
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+    text = tables(result)
     print(text)
-    write_result(
-        "pipeline",
-        {"model": "ViT-B-32 (random weights, torch fp32)", "batch": args.batch, "sizes": rows},
-        "# Indexing pipeline vs embedder alone\n\n" + text,
-    )
+    write_result("pipeline", result, text)
 
 
 if __name__ == "__main__":

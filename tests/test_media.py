@@ -534,6 +534,23 @@ def test_decode_ahead_stops_when_consumer_breaks() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("imgfinder-decode")]
 
 
+def test_decode_ahead_tells_how_long_the_consumer_waited() -> None:
+    waits: list[float] = []
+    gate = threading.Event()
+
+    def work(item: int) -> int:
+        if item == 1:
+            gate.wait(1)
+        return item
+
+    results = decode_ahead(range(3), work, workers=2, max_in_flight=3, on_wait=waits.append)
+    assert next(results) == (0, 0)
+    waits.clear()  # item 0 may or may not have been ready
+    threading.Timer(0.1, gate.set).start()
+    assert [item for item, _ in results] == [1, 2]
+    assert 0.05 < sum(waits) < 1  # item 1 held the consumer until the gate opened
+
+
 def test_decode_ahead_rejects_bad_limits() -> None:
     with pytest.raises(ValueError):
         decode_ahead([1], str, workers=0)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import IO, TypeVar
 
@@ -224,24 +225,30 @@ def decode_ahead(
     *,
     workers: int = 2,
     max_in_flight: int | None = None,
+    on_wait: Callable[[float], None] | None = None,
 ) -> Iterator[tuple[T, R | Exception]]:
     """Run `fn` over `items` in a thread pool, yielding `(item, result or exception)` in order.
 
     Decoding releases the GIL, so threads keep the embedder fed. At most `max_in_flight`
     (default `4 * workers`) items are submitted but not yet yielded, which bounds memory however
     long `items` is. Closing the generator early cancels what has not started and waits for
-    what has, so no thread outlives the loop.
+    what has, so no thread outlives the loop. `on_wait` is told the seconds the consumer
+    waited for each result that was not ready yet.
     """
     if workers < 1:
         raise ValueError(f"workers must be positive, got {workers}")
     limit = 4 * workers if max_in_flight is None else max_in_flight
     if limit < 1:
         raise ValueError(f"max_in_flight must be positive, got {max_in_flight}")
-    return _decode_ahead(items, fn, workers, limit)
+    return _decode_ahead(items, fn, workers, limit, on_wait)
 
 
 def _decode_ahead(
-    items: Iterable[T], fn: Callable[[T], R], workers: int, limit: int
+    items: Iterable[T],
+    fn: Callable[[T], R],
+    workers: int,
+    limit: int,
+    on_wait: Callable[[float], None] | None,
 ) -> Iterator[tuple[T, R | Exception]]:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgfinder-decode")
     pending: deque[tuple[T, Future[R]]] = deque()
@@ -249,14 +256,20 @@ def _decode_ahead(
         for item in items:
             pending.append((item, pool.submit(fn, item)))
             if len(pending) >= limit:
-                yield _settle(*pending.popleft())
+                yield _settle(*pending.popleft(), on_wait)
         while pending:
-            yield _settle(*pending.popleft())
+            yield _settle(*pending.popleft(), on_wait)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _settle(item: T, future: Future[R]) -> tuple[T, R | Exception]:
+def _settle(
+    item: T, future: Future[R], on_wait: Callable[[float], None] | None
+) -> tuple[T, R | Exception]:
+    if on_wait is not None and not future.done():
+        started = time.perf_counter()
+        wait([future])
+        on_wait(time.perf_counter() - started)
     try:
         return item, future.result()
     except Exception as exc:
