@@ -126,6 +126,12 @@ def index(
         float, typer.Option(help="Seconds per video, plus one per second of footage.")
     ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile", help="Also say where the time went: per phase and per item, CPU, memory."
+        ),
+    ] = False,
     no_wait: Annotated[
         bool,
         typer.Option("--no-wait", help="Stop at once if another run is indexing this collection."),
@@ -193,6 +199,32 @@ def index(
     if report.cancelled:
         table.add_row("cancelled", "yes — run again to resume")
     console.print(table)
+    if profile:
+        console.print(_profile_table(summary))
+
+
+#: the run's own phases (wall seconds), then the worker threads' CPU per item
+_PROFILE_ROWS = (
+    ("loading the model", "model_seconds", "s"),
+    ("waiting for decoded images", "wait_seconds", "s"),
+    ("embedding", "embed_seconds", "s"),
+    ("storing vectors and rows", "store_seconds", "s"),
+    ("videos", "video_seconds", "s"),
+    ("hashing, CPU per file", "hash_ms_per_file", "ms"),
+    ("decoding, CPU per image", "decode_ms_per_image", "ms"),
+    ("embedding, per image", "embed_ms_per_image", "ms"),
+    ("storing, per image", "store_ms_per_image", "ms"),
+    ("throughput", "items_per_s", "files/s"),
+    ("CPU, all threads", "cpu_seconds", "s"),
+    ("peak memory", "peak_rss_mb", "MB"),
+)
+
+
+def _profile_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="where the time went", show_header=False)
+    for label, key, unit in _PROFILE_ROWS:
+        table.add_row(label, f"{summary[key]:g} {unit}")
+    return table
 
 
 NotOpt = Annotated[

@@ -497,6 +497,8 @@ def test_indexing_from_the_ui_with_progress_and_summary(
         time.sleep(0.1)
         rerun(app)
     assert app.success[0].value.startswith("Indexed 3 new files from")
+    timing = next(c for c in captions(app) if c.startswith("Per image: decoding "))
+    assert re.search(r"files/s · CPU [\d.]+ s · peak memory [\d.]+ MB", timing), timing
     skipped = app.get("arrow_data_frame") or app.get("dataframe")
     assert skipped
     closest_anyway(app)
@@ -692,7 +694,7 @@ def test_a_filter_nothing_passes_says_so_and_clears(dated_page: AppTest) -> None
 UI_SOURCES = [Path(APP), *sorted((Path(APP).parent / "imgfinder" / "ui").glob("*.py"))]
 #: the page's tables of labels and its long texts, shown through `t`
 LABEL_TABLES = {"EMPTY", "SORTS", "MODES", "SCALES", "SHOWS", "PHASES", "METHOD_LABELS"}
-LABEL_TABLES |= {"DEMO_NOTE", "WHY_HELP"}
+LABEL_TABLES |= {"DEMO_NOTE", "WHY_HELP", "TIMINGS"}
 
 
 def page_words() -> set[str]:

@@ -45,8 +45,10 @@ def test_index_search_info(photo_folder: Path, tmp_path: Path) -> None:
     code, out, _ = run("index", str(photo_folder), "-c", collection)
     assert code == 0 and "unchanged" in out and "12" in out
 
-    code, out, _ = run("index", str(photo_folder), "-c", str(tmp_path / "human"))
+    code, out, _ = run("index", str(photo_folder), "-c", str(tmp_path / "human"), "--profile")
     assert code == 0 and re.search(r"skipped: not an image\S* *│ *1 ", out), out
+    assert "where the time went" in out and re.search(r"decoding, CPU per image *│ *[\d.]+ ms", out)
+    assert re.search(r"peak memory *│ *[\d.]+ MB", out), out
 
     code, out, _ = run("search", "red", "-c", collection, "-k", "3", "--json")
     hits = json.loads(out)

@@ -64,6 +64,22 @@ def live_progress(service: Service, collection: str) -> None:
     )
 
 
+#: where an index run's time went, under its summary
+TIMINGS = (
+    "Per image: decoding {decode_ms_per_image:g} ms of CPU, embedding {embed_ms_per_image:g} "
+    "ms, storing {store_ms_per_image:g} ms · {items_per_s:g} files/s · CPU {cpu_seconds:g} s "
+    "· peak memory {peak_rss_mb:g} MB"
+)
+TIMING_KEYS = (
+    "decode_ms_per_image",
+    "embed_ms_per_image",
+    "store_ms_per_image",
+    "items_per_s",
+    "cpu_seconds",
+    "peak_rss_mb",
+)
+
+
 def job_summary(service: Service, status: JobStatus) -> None:
     if status.state == "failed":
         st.error(
@@ -85,6 +101,8 @@ def job_summary(service: Service, status: JobStatus) -> None:
             st.warning(md(t("Cancelled. {headline} Index again to resume.", headline=headline)))
         else:
             st.success(md(headline))
+        if counts.get("decode_ms_per_image"):
+            st.caption(t(TIMINGS, **{key: counts.get(key, 0) for key in TIMING_KEYS}))
     if status.skipped:
         st.caption(t("Skipped files"))
         rows = [{t("file"): item.path, t("reason"): item.reason} for item in status.skipped]

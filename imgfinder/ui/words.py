@@ -55,6 +55,13 @@ RUSSIAN: dict[str, str] = {
     "{key} — not downloaded": "{key} — не скачана",
     "ImageNet zero-shot {top1} %": "ImageNet без дообучения {top1} %",
     "Class": "Класс",
+    "Per image: decoding {decode_ms_per_image:g} ms of CPU, embedding {embed_ms_per_image:g} "
+    "ms, storing {store_ms_per_image:g} ms · {items_per_s:g} files/s · CPU {cpu_seconds:g} s "
+    "· peak memory {peak_rss_mb:g} MB": (
+        "На снимок: декодирование {decode_ms_per_image:g} мс процессора, вложение "
+        "{embed_ms_per_image:g} мс, запись {store_ms_per_image:g} мс · {items_per_s:g} файлов/с "
+        "· процессор {cpu_seconds:g} с · пик памяти {peak_rss_mb:g} МБ"
+    ),
     "Each item has the label it is closest to (imgfinder labels set ...).": (
         "Каждому снимку дана ближайшая к нему метка (imgfinder labels set ...)."
     ),
