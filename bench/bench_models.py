@@ -43,16 +43,8 @@ from imgfinder.embedders.families.openclip import OpenClipEmbedder  # noqa: E402
 ARCHITECTURE = "ViT-B-32"
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 BATCHES = (1, 8, 32)
-QUERIES = [
-    "a dog running on the beach",
-    "кошка спит на подоконнике",
-    "sunset over the mountains",
-    "красная машина у дома",
-    "a birthday cake with candles",
-    "дети играют в снегу",
-    "a bowl of fruit on a wooden table",
-    "старый город ночью",
-]
+#: the single-query latency texts: the first of the sweep's queries
+QUERIES = bench_registry.TEXTS[:8]
 TARGETS = {
     "onnx images/s vs torch (batch 8)": 1.15,
     "onnx texts/s vs torch": 1.3,
