@@ -175,7 +175,10 @@ class SearchModel:
             with self._lock:
                 if self._refresh():
                     self._save_index(self._generation)
-            self.classes()  # new items get their class while the run still holds the lock
+            try:
+                self.classes()  # new items get their class while the run still holds the lock
+            except ImgFinderError as exc:  # what was indexed stays; the next search retries
+                log.warning("the new items of %s have no class yet: %s", self.collection.dir, exc)
         finally:
             lock.release()
         return report
