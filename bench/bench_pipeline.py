@@ -232,7 +232,9 @@ def tables(result: dict) -> str:
         "tower alone keeps both cores busy, so decoding cannot hide behind it: a target above "
         "the ceiling needs the workers' CPU per image (decode + hash) under what the last "
         "column allows.",
-        f"Load average (1 min) before and after each round: {loads}.",
+        f"Load average (1 min) before the first round and after each: {loads} (it counts "
+        "this benchmark's own 2 to 5 busy threads: the first figure says whether the machine "
+        "was idle at the start).",
         "",
         "| JPEG | runtime | tower img/s | indexing img/s | ratio | target | CPU-bound ceiling "
         "| decode + hash CPU ms/img: measured / target allows |",
