@@ -147,7 +147,7 @@ def index(
     target = service.collection(service.settings.collection_path(collection))
     chosen = _selection(service, target.dir, model, runtime, indexer, param, framing)
     video = VideoSampling(every=every, scene_cuts=scene_cuts, time_limit=video_time_limit)
-    labels = {"scan": "scanning", "hash": "hashing", "embed": "embedding", "video": "videos"}
+    labels = {"scan": "scanning", "embed": "embedding", "video": "videos"}
     try:
         with Progress(
             TextColumn("[bold]{task.description:<10}"),

@@ -14,7 +14,7 @@ from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import format_seconds
 from imgfinder.ui.words import t
 
-PHASES = {"scan": "Scanning", "hash": "Reading", "embed": "Embedding", "video": "Videos"}
+PHASES = {"scan": "Scanning", "embed": "Embedding", "video": "Videos"}
 
 
 def index_tab(service: Service, selection: Selection) -> None:

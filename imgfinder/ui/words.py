@@ -182,7 +182,6 @@ RUSSIAN: dict[str, str] = {
     ),
     "Index folder": "Индексировать папку",
     "Scanning": "Сканирование",
-    "Reading": "Чтение",
     "Embedding": "Векторизация",
     "{phase} {done}/{total}{rate} · ETA {eta}": "{phase} {done}/{total}{rate} · осталось {eta}",
     "Cancel": "Отменить",
