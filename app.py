@@ -20,8 +20,10 @@ from imgfinder.ui.filters import clear_filters, filter_panel
 from imgfinder.ui.jobs import index_tab, model_download
 from imgfinder.ui.results import (
     RUNTIME_LABELS,
+    asked_for,
     forget_like,
-    forget_players_on_new_query,
+    forget_on_new_query,
+    more_results,
     query_picture,
     results_grid,
 )
@@ -241,9 +243,10 @@ def search_tab(
     if query is None:
         welcome(service, selection, mode)
         return
-    forget_players_on_new_query(query)
+    forget_on_new_query(query)
     scale = st.session_state.scale  # the sidebar's "Cut off by"
-    outcome = service.search(selection, query, k, threshold, only, scale=scale)
+    asked = asked_for(k)
+    outcome = service.search(selection, query, asked, threshold, only, scale=scale)
     if outcome.error:
         st.error(md(outcome.error))
     elif not outcome.results:
@@ -259,6 +262,7 @@ def search_tab(
             )
     else:
         results_grid(service, selection, query, outcome, order == SORTS[0])
+        more_results(outcome, asked, k)
 
 
 def refine(query: Query | None, mode: str) -> Query | None:

@@ -53,10 +53,17 @@ from imgfinder.indexers.registry import (
 )
 from imgfinder.indexing import IndexReport
 from imgfinder.jobs import IndexJob, JobStatus, PullJob, PullStatus
+from imgfinder.media.details import photo_details
 from imgfinder.media.frames import VideoSampling
 from imgfinder.media.images import decode_ahead, open_image
 from imgfinder.media.served import is_under, open_indexed
-from imgfinder.media.thumbs import PREVIEW_SIZE, frame_thumbnail, image_thumbnail
+from imgfinder.media.thumbs import (
+    PREVIEW_SIZE,
+    Inline,
+    frame_thumbnail,
+    image_thumbnail,
+    inline,
+)
 from imgfinder.media.uploads import CheckedUpload, check_upload
 from imgfinder.queries import NOT_WEIGHT, WITH_WEIGHT, check_text, check_weight, mix
 from imgfinder.relevance import DEFAULT_CONFIDENCE, SCALES, Form
@@ -174,6 +181,21 @@ class ModelCheck:
 
 
 @dataclass(frozen=True)
+class Details:
+    """What a viewer shows beside a result: the file's size and date from the catalog, a
+    video's length, and a photo's pixels, camera, lens and exposure from its EXIF."""
+
+    size: int | None = None
+    taken: str | None = None
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    camera: str | None = None
+    lens: str | None = None
+    exposure: str | None = None
+
+
+@dataclass(frozen=True)
 class Moment:
     """One matching stretch of a video."""
 
@@ -191,6 +213,8 @@ class Result:
     hit: Hit
     name: str
     moments: tuple[Moment, ...] = ()
+    #: a video's length in seconds, for drawing its moments on a timeline (None when unknown)
+    duration: float | None = None
 
     def best_moments(self, count: int) -> list[Moment]:
         """The `count` best-scoring moments, in the order they play."""
@@ -749,7 +773,8 @@ class Service:
 
     def _group(self, model: SearchModel, hits: list[Hit]) -> list[Result]:
         """One card per image and per video; a video's card carries all its moments."""
-        roots = model.collection.catalog.roots()
+        catalog = model.collection.catalog
+        roots = catalog.roots()
         cards: dict[str, Result] = {}
         for hit in hits:
             key = f"video:{hit.path}" if hit.kind == "video" else f"item:{hit.item_id}"
@@ -763,7 +788,9 @@ class Service:
                 card = cards[key]
                 cards[key] = replace(card, moments=card.moments + moment)
             else:
-                cards[key] = Result(hit, display_path(_display_name(hit.path, roots)), moment)
+                name = display_path(_display_name(hit.path, roots))
+                facts = catalog.facts(hit.path) if hit.kind == "video" else None
+                cards[key] = Result(hit, name, moment, facts.duration if facts else None)
         return [
             replace(card, moments=tuple(sorted(card.moments, key=lambda m: m.t_start)))
             for card in cards.values()
@@ -790,6 +817,36 @@ class Service:
         first visit to a page costs about half as long."""
         made = decode_ahead(hits, lambda hit: self.thumbnail(collection, hit), workers=2)
         return {hit.item_id: thumb for hit, thumb in made if not isinstance(thumb, Exception)}
+
+    def pictures(self, collection: str | Path, hits: list[Hit]) -> dict[int, Inline]:
+        """The thumbnails of a page of results as data URIs with their sizes, for a page
+        that lays them out itself."""
+        made = self.thumbnails(collection, hits)
+        return {item_id: inline(path) for item_id, path in made.items() if path is not None}
+
+    def details(self, collection: str | Path, hit: Hit) -> Details:
+        """A result's file facts; a photo's EXIF is read from the indexed file itself (its
+        header only), and what cannot be read is left out."""
+        target = self.collection(collection)
+        facts = target.catalog.facts(hit.path)
+        found = Details() if facts is None else Details(facts.size, facts.taken, facts.duration)
+        if hit.kind != "image":
+            return found
+        try:
+            with self._open_indexed(target, hit.path) as source:
+                photo = photo_details(source)
+        except (ImgFinderError, OSError) as exc:
+            log.info("no details for %s: %s", hit.path, exc)
+            return found
+        return replace(
+            found,
+            taken=photo.taken or found.taken,
+            width=photo.width,
+            height=photo.height,
+            camera=photo.camera,
+            lens=photo.lens,
+            exposure=photo.exposure,
+        )
 
     def preview(self, collection: str | Path, path: str) -> Path | None:
         """A larger cached JPEG for the enlarged view; never the original file."""

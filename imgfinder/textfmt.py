@@ -44,3 +44,22 @@ def format_ms(seconds: float) -> str:
 def plural(count: int, noun: str) -> str:
     """ "1 result", "3 results"."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def shorten_middle(name: str, limit: int) -> str:
+    """A name cut in its middle to `limit` characters, so its start and its extension both
+    stay readable ("IMG_2023…0412.jpg")."""
+    if len(name) <= limit:
+        return name
+    keep = max(limit - 1, 2)
+    head = (keep + 1) // 2
+    return f"{name[:head]}…{name[len(name) - (keep - head) :]}"
+
+
+def format_bytes(size: int) -> str:
+    """ "812 KB", "4.2 MB": file sizes as a file manager shows them (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"

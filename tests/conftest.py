@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import struct
@@ -296,3 +297,22 @@ def dated_album(root: Path) -> Path:
 def _set_mtime(path: Path, when: datetime) -> None:
     stamp = time.mktime(when.timetuple())
     os.utime(path, (stamp, stamp))
+
+
+def grid_tiles(at) -> list[dict]:
+    """The page's result tiles as it sent them to the browser (an AppTest), in page order."""
+    grids = [e for e in at.main.get("bidi_component") if e.proto.component_name.endswith("grid")]
+    return json.loads(grids[0].proto.json)["tiles"] if grids else []
+
+
+def grid_names(at) -> list[str]:
+    """The whole names of the page's result tiles (their captions are cut to fit)."""
+    return [tile["full_name"] for tile in grid_tiles(at)]
+
+
+def open_result(at, index: int = 0) -> None:
+    """Open the viewer on the `index`th result, as a click on its tile does in a browser
+    (AppTest cannot click inside a component; the browser walks click the tiles)."""
+    at.session_state["viewer"] = {"index": index, "moment": None}
+    at.run()
+    assert not at.exception, at.exception

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from conftest import grid_names, open_result
 from streamlit.testing.v1 import AppTest
 
 from imgfinder.demo_collection import DEMO_EXAMPLES
@@ -70,7 +71,7 @@ def test_demo_model_finds_what_was_asked(
     selected = next(s for s in app.sidebar.selectbox if s.key.startswith("model::"))
     assert selected.value == "demo"
     search(app, text)
-    assert_top_images_are([t.value for t in app.main.text], small_demo[1], truth)
+    assert_top_images_are(grid_names(app), small_demo[1], truth)
 
 
 def test_text_query_median_under_300_ms(app: AppTest) -> None:
@@ -89,12 +90,12 @@ def test_example_queries_are_one_click_away(app: AppTest, small_demo: tuple[Path
     buttons[0].click()
     app.run()
     assert app.text_input(key="text_query").value == "красный круг"
-    assert_top_images_are([t.value for t in app.main.text], small_demo[1], ("red", "circle"))
+    assert_top_images_are(grid_names(app), small_demo[1], ("red", "circle"))
 
 
 def top_kinds(at: AppTest, folder: Path, count: int = 10) -> list[tuple[str, str]]:
     known = labels(folder)
-    return [known[t.value] for t in at.main.text if t.value in known][:count]
+    return [known[name] for name in grid_names(at) if name in known][:count]
 
 
 def test_refine_pushes_away_and_pulls_toward(app: AppTest, small_demo: tuple[Path, Path]) -> None:
@@ -106,7 +107,8 @@ def test_refine_pushes_away_and_pulls_toward(app: AppTest, small_demo: tuple[Pat
     assert len(found) == 10 and all(c == "red" and s not in ("circle", "square") for c, s in found)
     app.text_input(key="not_text").input("")
     search(app, "a yellow star")
-    next(b for b in app.main.button if b.key and b.key.startswith("like-")).click()
+    open_result(app)
+    next(b for b in app.button if b.key and b.key.startswith("viewer-like-")).click()
     app.run()
     app.text_input(key="but_text").input("green")
     app.slider(key="but_weight").set_value(1.5)
@@ -119,7 +121,8 @@ def test_refine_pushes_away_and_pulls_toward(app: AppTest, small_demo: tuple[Pat
 
 def test_why_it_matched_draws_a_map(app: AppTest) -> None:
     search(app, "a blue star")
-    next(b for b in app.main.button if b.key and b.key.startswith("why-")).click()
+    open_result(app)
+    next(t for t in app.toggle if t.key.startswith("why-")).set_value(True)
     app.run()
     assert not app.exception and not app.error, (app.exception, app.error)
     assert any(c.value.startswith("Brightest where the match is strongest") for c in app.caption)

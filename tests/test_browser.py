@@ -184,17 +184,24 @@ def query(page, text: str) -> None:
 
 
 def cards(page):
-    """The file names on the result cards, in page order."""
-    return page.locator('[data-testid="stMain"] [data-testid="stText"]')
+    """The result grid's tiles, in page order (their captions are names cut to fit; each
+    tile's `data-name` holds the whole name)."""
+    return page.locator('[data-testid="stMain"] figure.tile')
 
 
 def names(page) -> list[str]:
-    return cards(page).all_inner_texts()
+    return cards(page).evaluate_all("tiles => tiles.map(tile => tile.dataset.name)")
+
+
+def expect_first(page, expected: str | re.Pattern[str]) -> None:
+    expect(cards(page).first).to_have_attribute("data-name", expected)
 
 
 def expect_cards(page, *expected: str | re.Pattern[str]) -> None:
-    """Wait until the result cards show exactly these names (strings or patterns)."""
-    expect(cards(page)).to_have_text(list(expected))
+    """Wait until the result tiles are exactly these names (strings or patterns)."""
+    expect(cards(page)).to_have_count(len(expected))
+    for number, name in enumerate(expected):
+        expect(cards(page).nth(number)).to_have_attribute("data-name", name)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -261,10 +268,13 @@ def walk_through(page, library: Path) -> None:
     expect_cards(page, red, red)
     timing = re.compile(r"^2 results · encode [\d.]+ ms · search [\d.]+ ms · render [\d.]+ ms$")
     expect(page.get_by_text(timing)).to_be_visible()
-    thumbnails = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
-    expect(thumbnails).to_have_count(2)  # images render a moment after their cards
+    thumbnails = cards(page).locator("img")
+    expect(thumbnails).to_have_count(2)
     sources = thumbnails.evaluate_all("images => images.map(i => i.src)")
-    assert len(sources) == 2 and all("/media/" in s and s.endswith(".jpg") for s in sources)
+    assert all(source.startswith("data:image/jpeg;base64,") for source in sources)
+    expect(cards(page).first.locator(".badge.score")).to_have_text(
+        re.compile(r"^\d\.\d\d · \d+%$")  # score and confidence
+    )
     shot(page, "01-text-query")
 
     # the search lives in the URL: a reload (or a shared link) shows the same results
@@ -307,25 +317,35 @@ def walk_through(page, library: Path) -> None:
     # URL, and clearing it brings the red images back
     page.get_by_text("Limit to a folder or dates", exact=True).click()
     choose(page, "Folder", "album/clips")
-    expect(cards(page).filter(has_text=red)).to_have_count(0)
+    expect(page.locator('figure.tile[data-name^="red_"]')).to_have_count(0)
     expect(page).to_have_url(re.compile(r"[?&]folder=[^&]*clips"))
     page.get_by_role("button", name="Clear the filters").first.click()
     expect_cards(page, *first)
 
-    # more like this, and back
-    page.get_by_role("button", name="More like this").first.click()
+    # more like this, from a tile's own button (shown on hover), and back
+    cards(page).first.hover()
+    cards(page).first.get_by_role("button", name="More like this").click()
     expect(alert(page, "Info").first).to_have_text(f"More like {first[0]}")
-    expect(cards(page).first).to_have_text(first[1])
+    expect_first(page, first[1])
     page.get_by_role("button", name="Back to my query").click()
     expect_cards(page, *first)
 
-    # enlarge, then open the original
-    page.get_by_role("button", name="Enlarge").first.click()
+    # a click on a tile opens the viewer: the path and details, the arrow keys step through
+    # the results, and the original downloads
+    cards(page).first.click()
     dialog = page.get_by_role("dialog")
     original = library / "album" / first[0]
     expect(dialog.get_by_text(str(original))).to_be_visible()
+    expect(dialog.get_by_text(re.compile(r"^score \d\.\d{3} · .* · 64 × 48 · "))).to_be_visible()
+    expect(dialog.get_by_text(re.compile(r" · 1 / 2$"))).to_be_visible()
+    page.keyboard.press("ArrowRight")
+    expect(dialog.get_by_text(re.compile(r" · 2 / 2$"))).to_be_visible()
+    expect(dialog.get_by_text(str(library / "album" / first[1]))).to_be_visible()
+    page.keyboard.press("ArrowLeft")
+    expect(dialog.get_by_text(str(original))).to_be_visible()
+    shot(page, "02-viewer")
     with page.expect_download() as download:
-        dialog.get_by_role("button", name="Download original").click()
+        dialog.get_by_role("button", name="Download").click()
     assert Path(download.value.path()).read_bytes() == original.read_bytes()
     dialog.get_by_role("button", name="More like this").click()
     expect(dialog).to_be_hidden()
@@ -333,9 +353,10 @@ def walk_through(page, library: Path) -> None:
     page.get_by_role("button", name="Back to my query").click()
     expect_cards(page, *first)
 
-    # why it matched: a relevance map in the preview, and back to the plain preview
-    page.get_by_role("button", name="Why?").first.click()
+    # why it matched: a relevance map in the viewer, and back to the plain picture
+    cards(page).first.click()
     dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Why it matched").click()
     explained = dialog.get_by_text(starts("Brightest where the match is strongest"))
     expect(explained).to_be_visible()
     expect(dialog.locator('[data-testid="stImage"] img')).to_have_count(1)
@@ -346,17 +367,33 @@ def walk_through(page, library: Path) -> None:
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 
-    # a video moment plays in place, from the moment picked on its strip
+    # a video's tile marks its moments; a mark plays that moment at once, muted, and it
+    # stops at the moment's end; the viewer's timeline steps to the other moment
     query(page, "orange")
-    expect(cards(page).first).to_have_text("clips/orange.mp4")
+    expect_first(page, "clips/orange.mp4")
+    video_tile = cards(page).first
+    expect(video_tile.locator(".strip i")).to_have_count(2)
     expect(page.locator("video")).to_have_count(0)  # a thumbnail until asked to play
-    page.get_by_role("button", name=re.compile(r"^Play from 00:00:0\d$")).click()
-    expect(page.locator("video")).to_have_count(1)
-    page.get_by_role("button", name="00:00:06").click()
+    video_tile.locator(".strip i").nth(1).click()
+    player = page.get_by_role("dialog").locator("video")
+    expect(player).to_have_count(1)
     page.wait_for_function(
-        "() => { const v = document.querySelector('video'); return v && v.currentTime >= 5.5; }"
+        "() => { const v = document.querySelector('[role=dialog] video');"
+        " return v && v.muted && !v.paused && v.currentTime >= 5.5; }"
+    )
+    page.wait_for_function(  # the moment plays to its end, then stops there
+        "() => { const v = document.querySelector('[role=dialog] video');"
+        " return v && v.paused && v.currentTime >= 8; }",
+        timeout=30_000,
     )
     shot(page, "03-video-moment")
+    page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^00:00:0[0-4]$")).click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('[role=dialog] video');"
+        " return v && !v.paused && v.currentTime < 5; }"
+    )
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
 
     # only videos, only images, then everything again
     page.get_by_text("Videos", exact=True).click()
@@ -370,11 +407,13 @@ def walk_through(page, library: Path) -> None:
 
     # file names are text: markdown and HTML in a name show as typed
     query(page, "purple")
-    expect(cards(page).first).to_have_text(ODD_NAME)
+    expect_first(page, ODD_NAME)
+    caption = cards(page).first.locator("figcaption")
+    expect(caption).to_have_text(re.compile(r"^\*bold\* \[.*….*x</b>\.png$"))
 
     # the threshold at its maximum empties the page, and says why
     query(page, "синий")
-    expect(cards(page).first).to_have_text(starts("blue_"))
+    expect_first(page, starts("blue_"))
     slide(page, "Minimum similarity (cosine)", "End", "1")
     expect(alert(page, "Info").first).to_have_text(
         starts("Nothing above 1.00 — lower the threshold?")
@@ -389,15 +428,15 @@ def walk_through(page, library: Path) -> None:
     page.get_by_text("Image", exact=True).click()
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(library / "album" / "green_1.png"))
-    expect(cards(page).first).to_have_text("green_1.png")
-    expect(page.get_by_text("score 1.000").first).to_be_visible()
+    expect_first(page, "green_1.png")
+    expect(cards(page).first.locator(".badge.score")).to_have_text(starts("1.00"))
     shot(page, "05-image-query")
     webp = io.BytesIO()
     Image.open(library / "album" / "red_0.png").save(webp, format="WEBP", lossless=True)
     uploader.set_input_files(
         {"name": "q.webp", "mimeType": "image/webp", "buffer": webp.getvalue()}
     )
-    expect(cards(page).first).to_have_text("red_0.png")
+    expect_first(page, "red_0.png")
 
     # refused uploads: one clear message each, and the app keeps working
     for name, data, message in (
@@ -419,32 +458,32 @@ def walk_through(page, library: Path) -> None:
     page.get_by_text("Text", exact=True).click()
     query(page, "yellow")
     yellow = starts("yellow_")
-    expect(cards(page).first).to_have_text(yellow)
+    expect_first(page, yellow)
 
     # indexers, their parameters, runtimes and models
     choose(page, "Index", "FAISS")
     page.get_by_text("Index parameters").click()
     factory = page.get_by_label("factory")
     expect(factory).to_have_value("Flat")
-    expect(cards(page).first).to_have_text(yellow)
+    expect_first(page, yellow)
     factory.fill("HNSW16")
     factory.press("Enter")
     expect(page.get_by_label("factory")).to_have_value("HNSW16")
-    expect(cards(page).first).to_have_text(yellow)
+    expect_first(page, yellow)
     for label in ("HNSW (nmslib)", "Qdrant"):
         choose(page, "Index", label)
-        expect(cards(page).first).to_have_text(yellow)
+        expect_first(page, yellow)
     choose(page, "Index", 'Exact (the original\'s "dummy")')
     page.get_by_role("combobox", name="Runtime").click()
     runtimes = page.get_by_role("option").all_inner_texts()
     assert runtimes[0] == "Automatic"
     assert set(runtimes) <= {"Automatic", "ONNX fp32", "ONNX int8", "PyTorch"}
     page.get_by_role("option", name=runtimes[-1], exact=True).click()
-    expect(cards(page).first).to_have_text(yellow)
+    expect_first(page, yellow)
     choose(page, "Model", "clip-vit-b-32")
     expect(alert(page, "Error")).to_have_text("Model clip-vit-b-32 is not available in the tests.")
     choose(page, "Model", "demo")
-    expect(cards(page).first).to_have_text(yellow)
+    expect_first(page, yellow)
 
     # the collection picker
     choose(page, "Collection", "other")

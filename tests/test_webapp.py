@@ -32,7 +32,13 @@ from imgfinder.service import (
     load_factory,
 )
 from imgfinder.store.catalog import FileRecord
-from imgfinder.textfmt import escape_markdown, format_ms, format_seconds
+from imgfinder.textfmt import (
+    escape_markdown,
+    format_bytes,
+    format_ms,
+    format_seconds,
+    shorten_middle,
+)
 
 #: embedders built by `color_embedder`, by model key: lets tests see that nothing reloads
 LOADS: Counter[str] = Counter()
@@ -466,6 +472,39 @@ def test_text_helpers() -> None:
     assert format_seconds(None) == "—" and format_seconds(65) == "1:05"
     assert format_seconds(3723) == "1:02:03"
     assert format_ms(0.0042) == "4.2 ms" and format_ms(0.1234) == "123 ms"
+    assert shorten_middle("IMG_20230412_181203.jpg", 12) == "IMG_20…3.jpg"
+    assert (
+        len(shorten_middle("x" * 50, 12)) == 12 and shorten_middle("short.jpg", 12) == "short.jpg"
+    )
+    assert format_bytes(812) == "812 B" and format_bytes(5_600) == "5.6 KB"
+    assert format_bytes(4_200_000) == "4.2 MB" and format_bytes(42_000_000) == "42 MB"
+
+
+def test_a_viewer_gets_each_result_s_facts_and_pictures(
+    service: Service, selection: Selection, album: Path
+) -> None:
+    from PIL import Image
+
+    photo = album / "red_0.png"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D"  # Make, Model
+    exif[0x0132] = "2019:07:14 10:30:00"  # DateTime
+    Image.open(photo).convert("RGB").save(photo.with_suffix(".jpg"), exif=exif)
+    model = SearchModel(selection.collection, ColorEmbedder())
+    model.index([album])
+    model.close()
+    outcome = service.find(selection, Query.for_text("red"), 3, None)
+    shot = next(hit for hit in outcome.hits if hit.path.endswith(".jpg"))
+    found = service.details(selection.collection, shot)
+    assert (found.camera, found.taken, found.width) == ("Canon EOS 5D", "2019-07-14T10:30:00", 64)
+    assert found.size == (album / "red_0.jpg").stat().st_size and found.duration is None
+    plain = next(hit for hit in outcome.hits if hit.path.endswith("red_1.png"))
+    assert service.details(selection.collection, plain).taken.startswith("20")  # by its mtime
+    pictures = service.pictures(selection.collection, outcome.hits)
+    assert set(pictures) == {hit.item_id for hit in outcome.hits}
+    first = pictures[shot.item_id]
+    assert first.uri.startswith("data:image/jpeg;base64,")
+    assert (first.width, first.height) == (64, 48)
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])

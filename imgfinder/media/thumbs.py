@@ -7,9 +7,12 @@ decoded once per collection, not once per page view.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,3 +60,23 @@ def jpeg_bytes(image: Image.Image, size: int = GRID_SIZE) -> bytes:
     buffer = io.BytesIO()
     small.convert("RGB").save(buffer, format="JPEG", quality=QUALITY)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Inline:
+    """A thumbnail a page can embed as it is (a data URI), with its pixel size for laying
+    out a grid whose tiles keep each picture's aspect ratio."""
+
+    uri: str
+    width: int
+    height: int
+
+
+@functools.lru_cache(maxsize=4096)
+def inline(path: Path) -> Inline:
+    """A thumbnail file as a data URI; cached, since a thumbnail's name changes with its
+    source, so one path always holds the same bytes."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+    return Inline(f"data:image/jpeg;base64,{base64.b64encode(data).decode('ascii')}", width, height)

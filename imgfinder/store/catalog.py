@@ -121,6 +121,16 @@ class ItemRow:
 
 
 @dataclass(frozen=True)
+class FileFacts:
+    """What a viewer shows of a file besides its pixels: bytes on disk, when it was taken
+    (EXIF, else its modification time; local ISO text) and a video's length in seconds."""
+
+    size: int
+    taken: str
+    duration: float | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The live vector rows of one embedder key and the generation they belong to, read in one
     transaction, so an index built from them can be stamped with that generation and no other.
@@ -397,6 +407,15 @@ class Catalog:
             (content_id, embedder_key),
         )
         return bool(rows)
+
+    def facts(self, path: str) -> FileFacts | None:
+        """A file's size, date and length, if the path is in the catalog."""
+        rows = self._query(
+            f"SELECT f.size, COALESCE(c.taken, {_MTIME_TAKEN}), c.duration FROM files f "
+            "JOIN contents c ON c.id = f.content_id WHERE f.path = ?",
+            (to_db(path),),
+        )
+        return FileFacts(*rows[0]) if rows else None
 
     def counts(self) -> dict[str, int]:
         with self._read() as db:

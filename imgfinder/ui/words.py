@@ -148,15 +148,16 @@ RUSSIAN: dict[str, str] = {
     "cached": "из кэша",
     "{label} {parity} (measured at export)": "{label} {parity} (измерено при экспорте)",
     "(no preview)": "(нет превью)",
-    "Enlarge": "Увеличить",
-    "Why?": "Почему?",
     "More like this": "Похожие",
-    "Play from {time}": "Смотреть с {time}",
-    "{count} matching moments{more}": "Подходящих моментов: {count}{more}",
-    ", the best {count} below": ", лучшие {count} ниже",
+    "Matching moments": "Подходящие моменты",
+    "Show {count} more": "Показать ещё {count}",
+    "Viewer": "Просмотр",
+    "Previous": "Назад",
+    "Next": "Вперёд",
+    "Download": "Скачать",
+    "confidence {confidence:.0%}": "уверенность {confidence:.0%}",
     "score {score:.3f}": "сходство {score:.3f}",
     " · confidence {confidence:.2f}": " · уверенность {confidence:.2f}",
-    "Preview": "Просмотр",
     "Why it matched": "Почему подошло",
     "A heat map of the regions that make this image match: the model is shown the image "
     "hundreds of times with parts hidden, and the parts whose absence lowers the score "
@@ -173,7 +174,6 @@ RUSSIAN: dict[str, str] = {
         "Ярче всего там, где совпадение сильнее · {method}{views} · {time}"
     ),
     " ({views} views)": " ({views} просмотров)",
-    "Download original": "Скачать оригинал",
     # indexing and models
     "Folder to add (on this computer)": "Папка для добавления (на этом компьютере)",
     "/home/me/Pictures": "/home/me/Изображения",
@@ -208,6 +208,11 @@ RUSSIAN: dict[str, str] = {
 #: (one, few, many) forms of the counted nouns, English (one, other) as the key
 _COUNTED = {
     ("result", "results"): ("результат", "результата", "результатов"),
+    ("matching moment", "matching moments"): (
+        "подходящий момент",
+        "подходящих момента",
+        "подходящих моментов",
+    ),
     ("image", "images"): ("фото", "фото", "фото"),
     ("video", "videos"): ("видео", "видео", "видео"),
 }
