@@ -34,6 +34,8 @@ SORTS = ("Best first", "Worst first")
 MODES = ("Text", "Image")
 SCALES = {"confidence": "Confidence", "cosine": "Cosine"}
 SHOWS = {"Everything": None, "Images": "image", "Videos": "video"}
+#: the widgets whose options are shown in the page's language
+TRANSLATED_CHOICES = ("mode", "show", "scale", "sort", "runtime", "only_folder")
 DEMO_NOTE = (
     "The demo model knows only its synthetic world: colours, shapes, sizes, counts and "
     "backgrounds. For your own photos, pick or download a CLIP model."
@@ -141,9 +143,9 @@ def sidebar(service: Service) -> tuple[Selection | None, int, float, str]:
 
 def keep_choices() -> None:
     """Re-set the choices whose labels change with the language: Streamlit would otherwise
-    draw them with nothing selected in the new one."""
-    for key in ("mode", "show", "scale", "sort"):
-        if key in st.session_state:
+    draw them with nothing selected in the new one, or hand back the old label itself."""
+    for key in list(st.session_state):
+        if key in TRANSLATED_CHOICES or str(key).startswith(("model::", "why-method-")):
             st.session_state[key] = st.session_state[key]
 
 

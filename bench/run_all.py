@@ -16,6 +16,7 @@ SCRIPTS = [
     "bench_api.py",
     "bench_explain.py",
     "bench_pca.py",
+    "bench_page.py",
 ]
 
 

@@ -2,8 +2,8 @@
 
 On a smaller demo collection (same generator, same videos, the shipped weights through the
 default runtime) the page must answer Russian and English queries with the right shapes, rank
-an uploaded image first and find a video event. `demo-screenshot.png` in tests/artifacts/ is
-the picture committed as docs/screenshot.png.
+an uploaded image first and find a video event. Its `docs-*.png` in tests/artifacts/ are the
+pictures committed in docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -138,3 +138,39 @@ def test_a_model_not_downloaded_says_what_to_fetch(page, demo) -> None:
     )
     choose(page, "Model", "demo")
     ask(page, demo, "красный круг")
+
+
+def test_screenshots_for_the_docs(page, demo) -> None:
+    """The pictures in docs/screenshots/, in English and in Russian: the grid, the viewer
+    and a video moment playing (copied from tests/artifacts/ when the page changes)."""
+    ask(page, demo, "a yellow square")
+    expect(cards(page).locator("img").first).to_be_visible()
+    shot(page, "docs-en-grid")
+    cards(page).first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name="Next")).to_be_visible()
+    shot(page, "docs-en-viewer")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    page.get_by_text("Русский", exact=True).click()
+    expect(page.get_by_role("tab", name="Поиск")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ результат"))).to_be_visible()  # redrawn
+    try:
+        box = page.get_by_label("Опишите, что ищете, по-русски или по-английски")
+        box.fill("фиолетовое сердце")
+        box.press("Enter")
+        expect_cards(page, *expected_cards(demo, "фиолетовое сердце"))
+        expect(cards(page).locator("img").first).to_be_visible()
+        shot(page, "docs-ru-grid")
+        page.locator('figure.tile[data-name$="street_camera.mp4"]').click()
+        page.wait_for_function(
+            "() => { const v = document.querySelector('[role=dialog] video');"
+            " return v && !v.paused && v.currentTime > 0.5; }"
+        )
+        expect(dialog.get_by_role("button", name="Вперёд")).to_be_visible()
+        shot(page, "docs-ru-video")
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+    finally:
+        page.get_by_text("English", exact=True).click()
+        expect(page.get_by_role("tab", name="Search")).to_be_visible()

@@ -5,6 +5,7 @@ coming back to Python. Layout and wording only; the pictures come from the servi
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -17,7 +18,7 @@ from imgfinder.ui.words import counted, t
 
 #: height of a row of thumbnails before it is stretched to the width: six 4:3 photos fit a
 #: row of a 1400-pixel window with the sidebar open
-ROW_HEIGHT = 124
+ROW_HEIGHT = 108
 #: pixels a character of a tile's caption takes, for cutting a name to its tile's width
 CHAR_WIDTH = 6.8
 _GRID = st.components.v2.component("imgfinder.grid", css=asset("grid.css"), js=asset("grid.js"))
@@ -55,10 +56,12 @@ def _clicked(key: str, event: str, then: Callable[[Any], None]) -> None:
 
 
 def tile(result: Result, picture: Any) -> dict[str, Any]:
-    """What one tile shows: its picture and aspect ratio, the short name and full path, a
-    score badge and, for a video, its best moment and every matching one on a strip."""
+    """What one tile shows: its picture and aspect ratio, its file name (cut to fit; the
+    whole path shows on hover), a score badge and, for a video, its best moment and every
+    matching one on a strip."""
     hit = result.hit
     width, height = (picture.width, picture.height) if picture is not None else (4, 3)
+    ratio = round(width / height, 4)
     score = f"{hit.score:.2f}"
     badge = f"{score} · {hit.confidence:.0%}" if hit.confidence is not None else score
     described = t("score {score:.3f}", score=hit.score)
@@ -68,8 +71,8 @@ def tile(result: Result, picture: Any) -> dict[str, Any]:
         "id": hit.item_id,
         "kind": hit.kind,
         "src": picture.uri if picture is not None else None,
-        "ratio": round(width / height, 4),
-        "name": shorten_middle(result.name, max(12, int(width / height * ROW_HEIGHT / CHAR_WIDTH))),
+        "ratio": ratio,
+        "name": shorten_middle(Path(result.name).name, int(ratio * ROW_HEIGHT / CHAR_WIDTH)),
         "full_name": result.name,
         "title": f"{display_path(hit.path)}\n{described}",
         "label": f"{result.name}, {described}",
