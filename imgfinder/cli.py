@@ -549,6 +549,51 @@ def serve(
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
 
 
+@app.command()
+def watch(
+    collection: CollectionOpt = "default",
+    model: ModelOpt = None,
+    model_dir: ModelDirOpt = None,
+    runtime: RuntimeOpt = "auto",
+    quiet: Annotated[
+        float, typer.Option(help="Seconds without a change before a folder is re-indexed.")
+    ] = 3.0,
+    off: Annotated[
+        bool, typer.Option("--off", help="Stop watching (the page and the API server stop too).")
+    ] = False,
+) -> None:
+    """Watch the collection's indexed folders and re-index them as files come, change or go,
+    until Ctrl-C; the page and the API server keep watching them too, until --off."""
+    service = _service(model_dir)
+    target = service.collection(service.settings.collection_path(collection))
+    chosen = _selection(service, target.dir, model, runtime, "exact", None)
+    if off:
+        service.set_watching(chosen, False)
+        console.print(f"no longer watching the folders of {target.dir}")
+        return
+    status = service.set_watching(chosen, True, quiet)
+    if status is None or not status.folders:
+        errors.print("nothing to watch: index a folder into this collection first")
+        raise typer.Exit(1)
+    for folder, reason in status.skipped:
+        errors.print(f"not watching {folder}: {reason}")
+    console.print(f"watching {', '.join(status.folders)} (Ctrl-C stops)")
+    runs = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            status = service.watching(chosen, quiet)
+            if status is not None and status.runs > runs:
+                runs = status.runs
+                counts = service.counts(target.dir)
+                line = f"re-indexed at {time.strftime('%H:%M:%S')}: {counts['items']} items"
+                console.print(f"{line}; {status.last_error}" if status.last_error else line)
+    except KeyboardInterrupt:
+        console.print("stopped; the page and the API server still watch until `watch --off`")
+    finally:
+        service.close()
+
+
 collections_app = typer.Typer(help="List, rename and delete collections.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
 

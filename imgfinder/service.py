@@ -75,6 +75,7 @@ from imgfinder.store.collection import MANIFEST, Collection, list_collections, n
 from imgfinder.store.health import Problem
 from imgfinder.store.health import check as check_collection
 from imgfinder.textfmt import display_path
+from imgfinder.watch import FolderWatch, WatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ FALLBACK_THRESHOLD = 0.2
 DEFAULT_EXAMPLES = ("собака на пляже", "a red car at night")
 _QUERY_CACHE_SIZE = 128
 _PRESENCE_TTL = 5.0
+#: seconds without a file-system event before a watched folder is re-indexed (a copy of many
+#: photos is one run)
+WATCH_QUIET = 3.0
 
 EmbedderFactory = Callable[[str, str], Embedder]
 
@@ -291,6 +295,7 @@ class Service:
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._models: dict[Selection, SearchModel] = {}
         self._jobs: dict[str, IndexJob] = {}
+        self._watches: dict[str, FolderWatch] = {}
         self._pulls: dict[str, PullJob] = {}
         self._queries: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._hashes: dict[tuple[str, int], str | None] = {}
@@ -1048,8 +1053,48 @@ class Service:
             if job is not None and not job.status().running:
                 del self._jobs[job.collection]
 
+    # -- watched folders --------------------------------------------------------------------
+
+    def watching(self, selection: Selection, quiet: float = WATCH_QUIET) -> WatchStatus | None:
+        """The watch over the collection's indexed folders, or None when it is not watched. A
+        collection that asks for one gets it here, so a restarted server resumes watching; a
+        folder indexed since the watch began is added to it."""
+        target = self.collection(selection.collection)
+        key = str(target.dir)
+        if not target.watched():
+            self._stop_watch(key)
+            return None
+        roots = sorted(target.catalog.roots())
+        with self._lock:
+            watch = self._watches.get(key)
+            if watch is not None and sorted(watch.roots) == roots:
+                return watch.status()
+        self._stop_watch(key)
+        model = self.model(selection)
+        watch = FolderWatch([Path(root) for root in roots], model.index, quiet=quiet)
+        with self._lock:
+            watch = self._watches.setdefault(key, watch)
+        watch.start()
+        return watch.status()
+
+    def set_watching(
+        self, selection: Selection, on: bool, quiet: float = WATCH_QUIET
+    ) -> WatchStatus | None:
+        """Start or stop watching the collection's folders: a new, changed, moved or deleted
+        file re-indexes its folder in the background once things go quiet for `quiet` s."""
+        self.collection(selection.collection).set_watched(on)
+        return self.watching(selection, quiet)
+
+    def _stop_watch(self, key: str) -> None:
+        with self._lock:
+            watch = self._watches.pop(key, None)
+        if watch is not None:
+            watch.stop()
+
     def close(self) -> None:
         """Cancel runs, wait for them, close catalogs (tests and shutdown)."""
+        for key in list(self._watches):
+            self._stop_watch(key)
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:

@@ -548,6 +548,43 @@ def test_indexing_from_the_ui_with_progress_and_summary(
     assert not app.success
 
 
+def test_indexed_folders_are_listed_reindexed_and_watched(
+    app: AppTest, library: Path, tmp_path: Path
+) -> None:
+    app.sidebar.text_input(key="new_collection").input("watched")
+    app.sidebar.button[0].click()
+    rerun(app)
+    folder = tmp_path / "phone"
+    make_image(folder / "white_0.png", "white")
+    app.text_input(key="folder").input(str(folder))
+    next(b for b in app.button if b.label == "Index folder").click()
+    finish_indexing(app)
+    assert str(folder) in [element.value for element in app.text]
+    make_image(folder / "white_1.png", "white", seed=1)
+    next(b for b in app.button if b.key == "reindex-0").click()
+    finish_indexing(app)
+    assert app.success[0].value.startswith("Indexed 1 new files from")
+    collection = app.sidebar.selectbox(key="collection").value
+    watch = app.toggle(key=f"watch::{collection}")
+    assert watch.value is False and not [c for c in captions(app) if c.startswith("Watching")]
+    watch.set_value(True)
+    rerun(app)
+    assert "Watching 1 folder" in captions(app)
+    app.toggle(key=f"watch::{collection}").set_value(False)
+    rerun(app)
+    assert not [c for c in captions(app) if c.startswith("Watching")]
+
+
+def finish_indexing(at: AppTest) -> None:
+    """Rerun the page until the background run it started has its summary up."""
+    rerun(at)
+    deadline = time.monotonic() + 20
+    while not at.success and not at.warning:
+        assert time.monotonic() < deadline, "indexing did not finish"
+        time.sleep(0.1)
+        rerun(at)
+
+
 def test_progress_and_cancel_while_search_keeps_working(
     app: AppTest, library: Path, tmp_path: Path
 ) -> None:
@@ -624,6 +661,7 @@ def test_the_page_is_ui_only(source: Path) -> None:
     allowed |= {"imgfinder.ui", "imgfinder.ui.urlstate", "imgfinder.ui.words", "math"}
     allowed |= {"imgfinder.ui.collections", "imgfinder.ui.filters", "datetime"}
     allowed |= {"imgfinder.ui.grid", "imgfinder.ui.viewer", "collections.abc"}
+    allowed |= {"imgfinder.ui.folders"}
     assert imported <= allowed, imported - allowed
     calls = {
         n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)

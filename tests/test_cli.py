@@ -222,3 +222,33 @@ def test_collections_are_listed_renamed_and_deleted(
     assert run("collections", "delete", "holiday", "--yes")[0] == 0
     assert json.loads(run("collections", "list", "--json")[1]) == []
     assert photo_folder.is_dir() and any(photo_folder.rglob("*.png"))
+
+
+def test_watch_indexes_what_arrives_until_ctrl_c_and_off_stops_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    album = tmp_path / "album"
+    make_image(album / "red_0.png", "red")
+    collection = str(tmp_path / "col")
+    assert run("index", str(album), "-c", collection)[0] == 0
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "imgfinder", "watch", "-c", collection, "--quiet", "0.3"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = process.stdout.readline().decode()
+        assert first.startswith(f"watching {album}"), first + process.stderr.read().decode()
+        make_image(album / "blue_0.png", "blue")
+        line = process.stdout.readline().decode()
+        assert re.match(r"re-indexed at \d\d:\d\d:\d\d: 2 items", line), line
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    assert "stopped; the page and the API server still watch" in out.decode()
+    assert json.loads((Path(collection) / "manifest.json").read_text())["watch"] is True
+    code, out, _ = run("watch", "-c", collection, "--off")
+    assert code == 0 and out.startswith("no longer watching")
+    assert json.loads((Path(collection) / "manifest.json").read_text())["watch"] is False

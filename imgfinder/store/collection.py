@@ -147,6 +147,17 @@ class Collection:
                 self.manifest["labels"] = labels.to_manifest()
             self.save_manifest()
 
+    def watched(self) -> bool:
+        """Whether the collection's folders are to be watched for changes, as the manifest on
+        disk says now (so a restarted server resumes the watch)."""
+        return bool(read_manifest(self.dir / MANIFEST).get("watch", False))
+
+    def set_watched(self, on: bool) -> None:
+        with self.writer():
+            self.manifest = read_manifest(self.dir / MANIFEST)
+            self.manifest["watch"] = on
+            self.save_manifest()
+
     def classes_file(self, embedder_key: str, labels: Labels) -> Path:
         return self.dir / "classes" / labels.file_name(embedder_key)
 

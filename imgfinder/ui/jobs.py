@@ -12,6 +12,7 @@ from imgfinder.jobs import JobStatus
 from imgfinder.service import Selection, Service
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import format_seconds
+from imgfinder.ui.folders import indexed_folders
 from imgfinder.ui.words import t
 
 PHASES = {"scan": "Scanning", "embed": "Embedding", "video": "Videos"}
@@ -35,10 +36,13 @@ def index_tab(service: Service, selection: Selection) -> None:
             st.error(md(str(exc)))
         else:
             st.rerun()
+    if error := st.session_state.pop("index_error", None):
+        st.error(md(error))
     if running:
         live_progress(service, selection.collection)
     elif status is not None:
         job_summary(service, status)
+    indexed_folders(service, selection, running)
 
 
 @st.fragment(run_every=0.5)

@@ -149,6 +149,19 @@ RUSSIAN: dict[str, str] = {
     "{label} {parity} (measured at export)": "{label} {parity} (измерено при экспорте)",
     "(no preview)": "(нет превью)",
     "More like this": "Похожие",
+    "Indexed folders": "Проиндексированные папки",
+    "Re-index": "Обновить",
+    "Embeds only what is new or changed and forgets deleted files.": (
+        "Обрабатывает только новое и изменённое и забывает удалённые файлы."
+    ),
+    "Watch these folders: index new and changed files by themselves": (
+        "Следить за этими папками: новые и изменённые файлы индексируются сами"
+    ),
+    "Watching {folders}": "Слежу за: {folders}",
+    "last re-indexed at {time}": "последнее обновление в {time}",
+    "{count} changes waiting": "ждут изменений: {count}",
+    "Not watching {folder}: {reason}": "Не слежу за {folder}: {reason}",
+    "The last re-index failed: {error}": "Последнее обновление не удалось: {error}",
     "Matching moments": "Подходящие моменты",
     "Show {count} more": "Показать ещё {count}",
     "Viewer": "Просмотр",
@@ -208,6 +221,7 @@ RUSSIAN: dict[str, str] = {
 #: (one, few, many) forms of the counted nouns, English (one, other) as the key
 _COUNTED = {
     ("result", "results"): ("результат", "результата", "результатов"),
+    ("folder", "folders"): ("папка", "папки", "папок"),
     ("matching moment", "matching moments"): (
         "подходящий момент",
         "подходящих момента",
