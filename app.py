@@ -358,7 +358,7 @@ def main() -> None:
     videos = counted(counts["videos"], "video", "videos")
     st.caption(md(f"{name} · {images} · {videos}"))
     if missing := service.missing_message(selection.model):
-        model_download(service, selection.model, missing)
+        model_download(service, selection, missing)
         return
     search, index = st.tabs([t("Search"), t("Index|tab")])
     with search:

@@ -420,6 +420,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 "present": bool(info.present),
                 "threshold": info.threshold,
                 "imagenet_top1": info.imagenet_top1,
+                "images_per_s": dict(info.images_per_s),
             }
             for info in service.models()
         ]

@@ -754,6 +754,7 @@ def models_list(
                 "present": m.present,
                 "size_mb": m.size_mb,
                 "imagenet_top1": m.imagenet_top1,
+                "images_per_s": dict(m.images_per_s),
                 "source": m.hf_repo,
             }
             for m in models

@@ -200,6 +200,20 @@ class Details:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """How much of a collection a model has still to index, and how long that takes here by
+    the model's measured speed (None when it was not measured)."""
+
+    files: int
+    total: int
+    images_per_s: float | None
+
+    @property
+    def seconds(self) -> float | None:
+        return self.files / self.images_per_s if self.images_per_s else None
+
+
+@dataclass(frozen=True)
 class Moment:
     """One matching stretch of a video."""
 
@@ -441,6 +455,19 @@ class Service:
         if info is None:
             return f"there is no model {key!r} in the registry"
         return None if self.usable(info) else missing_message(info, self._model_dir)
+
+    def estimate(self, selection: Selection) -> Estimate:
+        """What indexing the collection with the selected model (and runtime) would do: the
+        files it has not embedded yet (all of them for a model not downloaded) and the time."""
+        info = self.model_info(selection.model)
+        key = None
+        if info is not None and self.usable(info):
+            try:
+                key = self.model(selection).embedder.key
+            except ImgFinderError as exc:  # the search says why; count every file as to do
+                log.info("no estimate for %s: %s", selection.model, exc)
+        left, total = self.collection(selection.collection).catalog.unembedded(key)
+        return Estimate(left, total, info.speed(selection.runtime) if info else None)
 
     def default_model(self, collection: str | Path | None = None) -> str:
         """The model a collection was built with when the registry knows it, else the demo."""

@@ -376,6 +376,9 @@ def test_model_missing_is_explained_not_a_crash(
     warning = plain(at.warning[0].value)
     assert missing_message(absent, no_models) in warning
     assert f"about {absent.size_mb} MB" in warning  # what a download would fetch
+    speed = plain(next(c.value for c in at.caption if c.value.startswith("Measured on this")))
+    assert f"{absent.speed('auto'):g} images/s in fp32" in speed, speed
+    assert "Indexing this collection's 10 files with it takes under a minute here." in speed
     assert not at.tabs  # nothing to search with; nothing was loaded
 
 

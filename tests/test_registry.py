@@ -111,6 +111,23 @@ def test_every_entry_is_valid() -> None:
     assert len(published) >= 12 and all(50 < value < 90 for value in published)
 
 
+def test_measured_speeds_are_the_bench_s_own() -> None:
+    """Each entry's `images_per_s` is what bench_models measured for its architecture (the
+    fused row where MobileCLIP's branches are fused before running)."""
+    results = Path(__file__).parents[1] / "bench" / "results" / "models.json"
+    rows = json.loads(results.read_text())["registry"]["rows"]
+    measured: dict[str, set[tuple[float, float]]] = {}
+    for row in rows:
+        speed = row.get("images_per_s_batch_32") or {}
+        for key in row["keys"]:
+            measured.setdefault(key, set()).add((speed.get("fp32"), speed.get("int8")))
+    with_speed = [info for info in list_models() if info.images_per_s]
+    assert len(with_speed) >= 10
+    for info in with_speed:
+        speeds = dict(info.images_per_s)
+        assert (speeds["fp32"], speeds["int8"]) in measured[info.key], info.key
+
+
 TINY_ENTRY = """
 [[model]]
 key = "tiny-from-the-hub"

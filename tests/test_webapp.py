@@ -17,6 +17,7 @@ import pytest
 from conftest import PALETTE, ColorEmbedder, make_image, png_claiming_size
 from PIL import Image
 
+from imgfinder.embedders.registry import get_model
 from imgfinder.errors import ConfigError, ModelError
 from imgfinder.media.scan import content_hash
 from imgfinder.media.served import UnsafePathError, is_under, open_indexed
@@ -520,3 +521,16 @@ def test_phone_formats_are_query_images(fmt: str) -> None:
     assert checked.image.getpixel((5, 5))[1] > 150  # still green after lossy coding
     with pytest.raises(UploadError, match="damaged"):
         check_upload(buffer.getvalue()[:40])
+
+
+def test_an_estimate_counts_what_a_model_has_still_to_index(
+    service: Service, selection: Selection
+) -> None:
+    done = service.estimate(selection)
+    assert (done.files, done.total) == (0, 8)
+    assert done.images_per_s == dict(get_model("demo").images_per_s)["fp32"]
+    other = replace(selection, model="clip-vit-b-32", runtime="onnx-int8")
+    todo = service.estimate(other)  # a model that cannot load here has embedded nothing
+    assert (todo.files, todo.total) == (8, 8)
+    assert todo.images_per_s == dict(get_model("clip-vit-b-32").images_per_s)["int8"]
+    assert todo.seconds == pytest.approx(8 / todo.images_per_s)

@@ -80,8 +80,15 @@ class ModelInfo:
     local_dir: str | None = None
     #: zero-shot ImageNet-1k top-1 (%) as published, for choosing between models
     imagenet_top1: float | None = None
+    #: images/s of the image tower per precision ("fp32", "int8") on a 2-core CPU, as
+    #: `make bench` measured them
+    images_per_s: tuple[tuple[str, float], ...] = ()
     present: bool = False
     path: Path | None = field(default=None, compare=False)
+
+    def speed(self, runtime: str) -> float | None:
+        """Measured images/s for a runtime ("onnx-int8" runs int8, the others fp32)."""
+        return dict(self.images_per_s).get("int8" if runtime == "onnx-int8" else "fp32")
 
     @property
     def url(self) -> str | None:
@@ -215,6 +222,10 @@ def _parse_entry(raw: dict[str, Any], source: Path) -> ModelInfo:
             ),
             local_dir=raw.get("local_dir"),
             imagenet_top1=float(raw["imagenet_top1"]) if "imagenet_top1" in raw else None,
+            images_per_s=tuple(
+                (str(precision), float(speed))
+                for precision, speed in raw.get("images_per_s", {}).items()
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"bad entry {raw.get('key', '?')!r} in {source}: {exc}") from exc

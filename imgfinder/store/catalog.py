@@ -417,6 +417,19 @@ class Catalog:
         )
         return FileFacts(*rows[0]) if rows else None
 
+    def unembedded(self, embedder_key: str | None) -> tuple[int, int]:
+        """(files' contents not yet embedded by `embedder_key`, all contents that have a file):
+        what an index run with that embedder still has to do (everything, for None: no
+        stored vector has a NULL key)."""
+        rows = self._query(
+            "SELECT COUNT(*), SUM(NOT EXISTS (SELECT 1 FROM embedded e WHERE e.content_id = c.id "
+            "AND e.embedder_key = ?)) FROM contents c "
+            "WHERE EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id)",
+            (embedder_key,),
+        )
+        total, left = rows[0]
+        return int(left or 0), int(total or 0)
+
     def counts(self) -> dict[str, int]:
         with self._read() as db:
             return {

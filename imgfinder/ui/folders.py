@@ -10,7 +10,7 @@ import streamlit as st
 from imgfinder.errors import ImgFinderError
 from imgfinder.service import Selection, Service
 from imgfinder.textfmt import escape_markdown as md
-from imgfinder.ui.words import counted, t
+from imgfinder.ui.words import counted, duration, t
 
 #: seconds between redraws of the watch's status while the Index tab is open
 STATUS_EVERY = 2.0
@@ -21,6 +21,20 @@ def indexed_folders(service: Service, selection: Selection, running: bool) -> No
     if not roots:
         return
     st.subheader(t("Indexed folders"), divider=True)
+    estimate = service.estimate(selection)
+    if estimate.files:
+        words = {"left": estimate.files, "total": estimate.total, "model": selection.model}
+        if estimate.seconds is None:
+            st.info(t("{left} of {total} files are not indexed with {model} yet.", **words))
+        else:
+            st.info(
+                t(
+                    "{left} of {total} files are not indexed with {model} yet: re-indexing "
+                    "takes {time} here.",
+                    time=duration(estimate.seconds),
+                    **words,
+                )
+            )
     for number, root in enumerate(roots):
         left, right = st.columns([5, 1], vertical_alignment="center")
         left.text(root)

@@ -13,7 +13,7 @@ from imgfinder.service import Selection, Service
 from imgfinder.textfmt import escape_markdown as md
 from imgfinder.textfmt import format_seconds
 from imgfinder.ui.folders import indexed_folders
-from imgfinder.ui.words import t
+from imgfinder.ui.words import counted, duration, t
 
 PHASES = {"scan": "Scanning", "embed": "Embedding", "video": "Videos"}
 
@@ -114,12 +114,16 @@ def job_summary(service: Service, status: JobStatus) -> None:
     st.button(t("Dismiss"), on_click=service.dismiss_job, args=(status.collection,))
 
 
-def model_download(service: Service, key: str, missing: str) -> None:
-    """A model whose files are not here: what a download fetches, and a button that does it."""
+def model_download(service: Service, selection: Selection, missing: str) -> None:
+    """A model whose files are not here: what a download fetches, how fast the model runs
+    here and how long indexing this collection with it would take, and a button that
+    downloads it."""
+    key = selection.model
     st.warning(
         md(t("Model {key} is not available here: {missing}", key=key, missing=missing)),
         icon=":material/cloud_download:",
     )
+    model_speed(service, selection)
     status = service.pull_status(key)
     if status is not None and status.running:
         pull_progress(service, key)
@@ -149,3 +153,28 @@ def pull_progress(service: Service, key: str) -> None:
 
 
 # -- search ---------------------------------------------------------------------------------
+
+
+def model_speed(service: Service, selection: Selection) -> None:
+    info = service.model_info(selection.model)
+    if info is None:
+        return
+    speeds = dict(info.images_per_s)
+    if not speeds:
+        st.caption(t("Its speed has not been measured on this machine."))
+        return
+    line = t(
+        "Measured on this machine by `make bench` (2 CPU cores): {fp32:g} images/s in fp32, "
+        "{int8:g} in int8.",
+        fp32=speeds.get("fp32", 0),
+        int8=speeds.get("int8", 0),
+    )
+    estimate = service.estimate(selection)
+    if estimate.total and estimate.seconds is not None:
+        files = counted(estimate.files, "file", "files")
+        line += " " + t(
+            "Indexing this collection's {files} with it takes {time} here.",
+            files=files,
+            time=duration(estimate.seconds),
+        )
+    st.caption(line)
