@@ -310,6 +310,11 @@ def grid_names(at) -> list[str]:
     return [tile["full_name"] for tile in grid_tiles(at)]
 
 
+def page_scores(at) -> list[tuple[str, float]]:
+    """(whole name, score) of each result tile of the page, in page order."""
+    return [(tile["full_name"], tile["score"]) for tile in grid_tiles(at)]
+
+
 def open_result(at, index: int = 0) -> None:
     """Open the viewer on the `index`th result, as a click on its tile does in a browser
     (AppTest cannot click inside a component; the browser walks click the tiles)."""

@@ -366,9 +366,11 @@ def walk_through(page, library: Path) -> None:
     expect(dialog.get_by_text(str(original))).to_be_visible()
     expect(dialog.get_by_text(re.compile(r"^score \d\.\d{3} · .* · 64 × 48 · "))).to_be_visible()
     expect(dialog.get_by_text(re.compile(r" · 1 / 2$"))).to_be_visible()
+    expect(dialog.get_by_role("button", name="Next")).to_be_enabled()  # its key is bound
     page.keyboard.press("ArrowRight")
     expect(dialog.get_by_text(re.compile(r" · 2 / 2$"))).to_be_visible()
     expect(dialog.get_by_text(str(library / "album" / first[1]))).to_be_visible()
+    expect(dialog.get_by_role("button", name="Previous")).to_be_enabled()
     page.keyboard.press("ArrowLeft")
     expect(dialog.get_by_text(str(original))).to_be_visible()
     shot(page, "02-viewer")
@@ -405,9 +407,10 @@ def walk_through(page, library: Path) -> None:
     video_tile.locator(".strip i").nth(1).click()
     player = page.get_by_role("dialog").locator("video")
     expect(player).to_have_count(1)
-    page.wait_for_function(
+    page.wait_for_function(  # muted, and playing on from the moment's start
         "() => { const v = document.querySelector('[role=dialog] video');"
-        " return v && v.muted && !v.paused && v.currentTime >= 5.5; }"
+        " return v && v.muted && v.currentTime >= 5.5; }",
+        timeout=30_000,
     )
     page.wait_for_function(  # the moment plays to its end, then stops there
         "() => { const v = document.querySelector('[role=dialog] video');"
@@ -539,6 +542,17 @@ def walk_through(page, library: Path) -> None:
     page.get_by_role("button", name="Dismiss").click()
     expect(alert(page, "Success")).to_have_count(0)
 
+    # the collection's folders: watched, a photo copied in is indexed by itself
+    expect(page.get_by_text(str(library / "to-add"), exact=True)).to_be_visible()
+    page.get_by_text("Watch these folders: index new and changed files by themselves").click()
+    expect(page.get_by_text("Watching 1 folder", exact=True)).to_be_visible()
+    make_image(library / "to-add" / "white_9.png", "white", seed=9)
+    expect(page.get_by_text(re.compile(r"^Watching 1 folder · last re-indexed at "))).to_be_visible(
+        timeout=30_000
+    )
+    page.get_by_text("Watch these folders: index new and changed files by themselves").click()
+    expect(page.get_by_text(starts("Watching 1 folder"))).to_have_count(0)
+
     # a longer run: progress bar with counts and ETA, search meanwhile, then cancel
     page.get_by_role("textbox", name="Folder to add (on this computer)").fill(str(library / "big"))
     page.get_by_role("button", name="Index folder").click()
@@ -546,7 +560,7 @@ def walk_through(page, library: Path) -> None:
     shot(page, "08-indexing")
     page.get_by_role("tab", name="Search").click()
     query(page, "белый")
-    expect_cards(page, *(re.compile(r"^white_\d\.png$") for _ in range(3)))
+    expect_cards(page, *(re.compile(r"^white_\d\.png$") for _ in range(4)))  # 3 + the watched one
     page.get_by_role("tab", name="Index").click()
     page.get_by_role("button", name="Cancel").click()
     expect(alert(page, "Warning")).to_have_text(starts("Cancelled."))

@@ -28,6 +28,7 @@ from test_browser import (
     names,
     query,
     shot,
+    starts,
     streamlit_server,
 )
 
@@ -136,6 +137,9 @@ def test_a_model_not_downloaded_says_what_to_fetch(page, demo) -> None:
     expect(alert(page, "Warning")).to_have_text(
         re.compile(r"^Model clip-vit-b-32 is not available here: .*huggingface\.co/timm/")
     )
+    speed = page.get_by_text(starts("Measured on this machine by make bench"))
+    expect(speed).to_contain_text("18.62 images/s in fp32, 62.65 in int8.")
+    expect(speed).to_contain_text("Indexing this collection's 302 files with it takes")
     choose(page, "Model", "demo")
     ask(page, demo, "красный круг")
 

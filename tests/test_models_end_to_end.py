@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import page_scores
 from streamlit.testing.v1 import AppTest
 from test_cli import run
 from test_ruclip import make_folder
@@ -145,9 +146,7 @@ def search_in_app(at: AppTest, model: str = RUCLIP, query: str = QUERY) -> list[
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    names = [t.value for t in at.main.text]
-    scores = [float(c.value.split()[1]) for c in at.main.caption if c.value.startswith("score ")]
-    return list(zip(names, scores, strict=True))
+    return page_scores(at)
 
 
 def positive(oracle: dict[str, float]) -> dict[str, float]:

@@ -181,10 +181,9 @@ def test_cli_and_app_search_with_the_multilingual_model(
             f"at.text_input(key='text_query').input({QUERY!r})\n"
             "at.run()\n"
             "assert not at.exception and not at.error, (at.exception, at.error)\n"
-            "names = [t.value for t in at.main.text]\n"
-            "scores = [float(c.value.split()[1]) for c in at.main.caption "
-            "if c.value.startswith('score ')]\n"
-            "print(json.dumps(list(zip(names, scores))))\n",
+            "grid = next(iter(at.main.get('bidi_component')))\n"
+            "tiles = json.loads(grid.proto.json)['tiles']\n"
+            "print(json.dumps([(tile['full_name'], tile['score']) for tile in tiles]))\n",
             env,
         )
     )

@@ -76,6 +76,7 @@ def tile(result: Result, picture: Any) -> dict[str, Any]:
         "full_name": result.name,
         "title": f"{display_path(hit.path)}\n{described}",
         "label": f"{result.name}, {described}",
+        "score": hit.score,
         "badge": badge,
         "badge_help": described,
     }
