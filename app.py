@@ -245,7 +245,7 @@ def search_tab(
     if query is None:
         welcome(service, selection, mode)
         return
-    forget_on_new_query(query)
+    forget_on_new_query(query, k)
     scale = st.session_state.scale  # the sidebar's "Cut off by"
     asked = asked_for(k)
     outcome = service.search(selection, query, asked, threshold, only, scale=scale)

@@ -178,8 +178,8 @@ class _CpuClock:
 
 
 class _ModelLoad:
-    """Loads a lazy embedder in a thread of its own (the first use of its size loads it, and
-    exports an ONNX model that has no export yet), so that the first images decode meanwhile.
+    """Loads a lazy embedder in a thread of its own (its model, an ONNX export when there is
+    none yet, and the image tower's session), so that the first images decode meanwhile.
     `wait` raises what loading raised."""
 
     def __init__(self, embedder: Embedder) -> None:
@@ -190,7 +190,7 @@ class _ModelLoad:
 
     def _load(self) -> None:
         try:
-            self._embedder.dim  # noqa: B018 - the property loads the model
+            self._embedder.load("image")
         except BaseException as exc:  # handed to the run, which raises it
             self._error = exc
 

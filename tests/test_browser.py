@@ -338,6 +338,9 @@ def walk_through(page, library: Path) -> None:
     expect_cards(page, *first)
     slide(page, "Results (top-k)", "Home", "1")
     expect_cards(page, first[0])
+    page.get_by_role("button", name="Show 1 more").click()  # the next page, up to the cutoff
+    expect_cards(page, *first)
+    expect(page.get_by_role("button", name="Show 1 more")).to_be_visible()
     slide(page, "Results (top-k)", "End", "200")
     expect_cards(page, *first)
 
@@ -373,6 +376,9 @@ def walk_through(page, library: Path) -> None:
     expect(dialog.get_by_role("button", name="Previous")).to_be_enabled()
     page.keyboard.press("ArrowLeft")
     expect(dialog.get_by_text(str(original))).to_be_visible()
+    frame = dialog.bounding_box()  # the whole viewer, buttons included, fits the window
+    assert frame is not None and frame["y"] >= 0
+    assert frame["y"] + frame["height"] <= page.viewport_size["height"], frame
     shot(page, "02-viewer")
     with page.expect_download() as download:
         dialog.get_by_role("button", name="Download").click()

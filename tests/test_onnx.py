@@ -13,6 +13,7 @@ from PIL import Image
 
 from imgfinder.embedders import export, onnx_runtime
 from imgfinder.embedders.families.openclip import OpenClipEmbedder
+from imgfinder.embedders.framing import PaddedEmbedder
 from imgfinder.errors import ModelError
 
 pytest.importorskip("open_clip")
@@ -201,3 +202,25 @@ def test_session_options_suit_small_machines() -> None:
     options = onnx_runtime.session_options()
     assert options.intra_op_num_threads == cores and options.inter_op_num_threads == 1
     assert onnx_runtime.session_options(threads=1).intra_op_num_threads == 1
+
+
+def test_loading_opens_the_tower_asked_for(
+    tiny: str, exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load("image")` opens the image session (an index run does it while images decode),
+    and not the text one; embedding then opens nothing more."""
+    opened: list[str] = []
+    real = onnx_runtime.open_session
+
+    def open_session(path: Path, threads: int | None = None) -> object:
+        opened.append(path.name)
+        return real(path, threads)
+
+    monkeypatch.setattr(onnx_runtime, "open_session", open_session)
+    embedder = OpenClipEmbedder(tiny, runtime="onnx", onnx_dir=exported)
+    embedder.load("image")
+    assert opened == ["image.onnx"]
+    embedder.embed_images(pictures())
+    assert opened == ["image.onnx"]
+    PaddedEmbedder(OpenClipEmbedder(tiny, runtime="onnx", onnx_dir=exported)).load("text")
+    assert opened == ["image.onnx", "text.onnx"]

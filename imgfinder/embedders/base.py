@@ -62,6 +62,11 @@ class Embedder(ABC):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts into float32[n, dim] unit rows."""
 
+    def load(self, modality: str = "image") -> None:
+        """Make ready everything embedding `modality` ("image" or "text") needs, so that a
+        caller can pay for it while other work goes on; otherwise the first call does."""
+        self.dim  # noqa: B018 - a lazy embedder loads its model for this property
+
     def prepare_image(self, image: Image.Image) -> np.ndarray:
         """Resize (shortest side), centre-crop and normalise one RGB image to float32[3, S, S]."""
         return resize_center_crop_normalize(image, self.image_size, self.mean, self.std)

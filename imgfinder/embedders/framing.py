@@ -66,6 +66,9 @@ class PaddedEmbedder(Embedder):
     def key(self) -> str:
         return f"{self.inner.key}{PAD_SUFFIX}"
 
+    def load(self, modality: str = "image") -> None:
+        self.inner.load(modality)
+
     @property
     def dim(self) -> int:
         return self.inner.dim

@@ -107,9 +107,9 @@ def next_page() -> None:
     st.session_state.pages = st.session_state.get("pages", 1) + 1
 
 
-def forget_on_new_query(query: Query) -> None:
-    """A new query starts at its first page with the viewer closed."""
-    asked = (*query.cache_key(), query.item_id)
+def forget_on_new_query(query: Query, page: int) -> None:
+    """A new query, or a new page size, starts at the first page with the viewer closed."""
+    asked = (*query.cache_key(), query.item_id, page)
     if st.session_state.get("results_query") != asked:
         st.session_state.pop("pages", None)
         close_viewer()

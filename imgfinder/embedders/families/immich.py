@@ -93,6 +93,9 @@ class ImmichEmbedder(Embedder):
 
     # -- images
 
+    def load(self, modality: str = "image") -> None:
+        self._session("visual" if modality == "image" else "textual")
+
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         session = self._session("visual")
         name = session.get_inputs()[0].name
