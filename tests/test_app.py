@@ -576,6 +576,15 @@ def test_indexed_folders_are_listed_reindexed_and_watched(
     app.toggle(key=f"watch::{collection}").set_value(False)
     rerun(app)
     assert not [c for c in captions(app) if c.startswith("Watching")]
+    app.text_input(key=f"classes::{collection}").input("white, black")  # classes, from the page
+    next(b for b in app.button if b.key == "save_classes").click()
+    rerun(app)
+    pills = app.button_group(key="only_label")
+    assert [plain(option) for option in pills.options] == ["white · 2", "black · 0"]
+    app.text_input(key=f"classes::{collection}").input("white")
+    next(b for b in app.button if b.key == "save_classes").click()
+    rerun(app)
+    assert "give at least two labels" in app.error[0].value
 
 
 def finish_indexing(at: AppTest) -> None:

@@ -1,5 +1,6 @@
-"""The Index tab's folders: every indexed folder with a button that re-indexes it, and the
-switch that watches them all for new, changed and deleted files. Layout and wording only."""
+"""The Index tab's folders: every indexed folder with a button that re-indexes it, the switch
+that watches them all for new, changed and deleted files, and the classes the collection's
+items are sorted into. Layout and wording only."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def indexed_folders(service: Service, selection: Selection, running: bool) -> No
         args=(service, selection),
     )
     watch_status(service, selection)
+    class_editor(service, selection)
 
 
 @st.fragment(run_every=STATUS_EVERY)
@@ -86,5 +88,34 @@ def set_watching(service: Service, selection: Selection) -> None:
     on = st.session_state[f"watch::{selection.collection}"]
     try:
         service.set_watching(selection, on)
+    except ImgFinderError as exc:
+        st.session_state.index_error = str(exc)
+
+
+def class_editor(service: Service, selection: Selection) -> None:
+    """The labels the Search tab offers as classes to limit the results to."""
+    labels = service.labels(selection.collection)
+    key = f"classes::{selection.collection}"
+    with st.expander(t("Classes to sort the items into")):
+        st.text_input(
+            t("Labels, comma-separated (at least two)"),
+            value=", ".join(labels.names) if labels else "",
+            key=key,
+            placeholder=t("beach, mountains, city, people, food"),
+            help=t(
+                "Every item gets the label the model finds nearest; the Search tab can then "
+                "show one class only. Leave empty for none."
+            ),
+        )
+        st.button(
+            t("Save the classes"), key="save_classes", on_click=save_classes, args=(service, key)
+        )
+
+
+def save_classes(service: Service, key: str) -> None:
+    collection = key.split("::", 1)[1]
+    names = [name.strip() for name in st.session_state[key].split(",") if name.strip()]
+    try:
+        service.set_labels(collection, names)
     except ImgFinderError as exc:
         st.session_state.index_error = str(exc)

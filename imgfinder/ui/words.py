@@ -150,6 +150,15 @@ RUSSIAN: dict[str, str] = {
     "(no preview)": "(нет превью)",
     "More like this": "Похожие",
     "Indexed folders": "Проиндексированные папки",
+    "Classes to sort the items into": "Классы, по которым раскладывать файлы",
+    "Labels, comma-separated (at least two)": "Метки через запятую (не меньше двух)",
+    "beach, mountains, city, people, food": "пляж, горы, город, люди, еда",
+    "Every item gets the label the model finds nearest; the Search tab can then show one "
+    "class only. Leave empty for none.": (
+        "Каждый файл получает метку, ближайшую по мнению модели; во вкладке «Поиск» можно "
+        "показать только один класс. Оставьте пустым, чтобы классов не было."
+    ),
+    "Save the classes": "Сохранить классы",
     "under a minute": "меньше минуты",
     "about {minutes} min": "около {minutes} мин",
     "about {hours} h {minutes:02d} min": "около {hours} ч {minutes:02d} мин",
