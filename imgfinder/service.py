@@ -534,6 +534,8 @@ class Service:
         where = {"location", "path", "url"} & set(params)
         if selection.indexer == "qdrant" and self.settings.qdrant_url and not where:
             params["url"] = self.settings.qdrant_url  # the server of a compose file
+        if selection.indexer == "qdrant" and params.get("url") and "collection" not in params:
+            params["collection"] = qdrant_collection(collection.name, embedder.key)
         with self._lock:
             if selection not in self._models:
                 model = SearchModel(
@@ -1132,6 +1134,13 @@ class Service:
                 collection.close()
             self._collections.clear()
             self._models.clear()
+
+
+def qdrant_collection(name: str, embedder_key: str) -> str:
+    """The Qdrant collection that holds one imgfinder collection's vectors by one embedder on
+    a shared server: two collections, or two models of one, never write into each other."""
+    digest = hashlib.sha1(embedder_key.encode("utf-8")).hexdigest()[:12]
+    return f"imgfinder-{name}-{digest}"
 
 
 def _holding_root(path: str, roots: list[str]) -> str | None:

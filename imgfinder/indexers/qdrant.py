@@ -4,17 +4,23 @@ Where the data lives is chosen by exactly one of:
 - `location=":memory:"` (default): qdrant-client's in-process engine, gone with the process;
 - `path="some/folder"`: the same engine persisted to a folder (one process at a time; it
   commits every point separately, so bulk loading is slow, about 1 ms per point);
-- `url="http://host:6333"`: a Qdrant server (API key from the QDRANT_API_KEY variable).
+- `url="http://host:6333"`: a Qdrant server (API key from the QDRANT_API_KEY variable), each
+  call given `timeout` seconds and tried `retries` more times when the server cannot be
+  reached or answers 5xx; then one sentence says so.
 
 The in-process engine searches by brute force, so its scores and results are exact; a server
-uses its own HNSW. `save(dir)` snapshots the points into `dir` in the in-process modes (`load`
-rebuilds the collection from it unless the collection already holds exactly those points);
-with a server the data stays on the server and only the parameters are recorded.
+uses its own HNSW, built with `hnsw_m` and `hnsw_ef_construct` and searched with `hnsw_ef`,
+over vectors kept in RAM or `on_disk`, optionally scalar-quantised to int8 (`quantization`,
+searched with a re-score on the original vectors). `save(dir)` snapshots the points into
+`dir` in the in-process modes (`load` rebuilds the collection from it unless the collection
+already holds exactly those points); with a server the data stays on the server and only the
+parameters are recorded.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,9 @@ from imgfinder.indexers.common import (
 POINTS_FILE = "qdrant-points.npz"
 _BATCH = 512
 _MEMORY = ":memory:"
+QUANTIZATIONS = ("none", "int8")
+#: seconds before the first retry of a call the server did not answer; doubled each time
+RETRY_PAUSE = 0.2
 
 
 class QdrantIndexer(Indexer):
@@ -53,24 +62,50 @@ class QdrantIndexer(Indexer):
         path: str | None = None,
         url: str | None = None,
         collection: str = "imgfinder",
+        timeout: int = 10,
+        retries: int = 3,
+        hnsw_m: int | None = None,
+        hnsw_ef_construct: int | None = None,
+        hnsw_ef: int | None = None,
+        quantization: str = "none",
+        on_disk: bool = False,
     ) -> None:
         chosen = [name for name, value in (("path", path), ("url", url)) if value]
         if len(chosen) > 1 or (chosen and location != _MEMORY):
             raise ConfigError("give only one of the qdrant parameters location, path and url")
         if not isinstance(collection, str) or not collection:
             raise ConfigError(f"parameter collection must be a name, got {collection!r}")
+        if quantization not in QUANTIZATIONS:
+            raise ConfigError(f"quantization is one of {', '.join(QUANTIZATIONS)}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"parameter retries must be 0 or more, got {retries!r}")
+        graph = {"hnsw_m": hnsw_m, "hnsw_ef_construct": hnsw_ef_construct, "hnsw_ef": hnsw_ef}
         super().__init__(
             positive_int("dim", dim),
             location=location,
             path=str(path) if path else None,
             url=url or None,
             collection=collection,
+            timeout=positive_int("timeout", timeout),
+            retries=retries,
+            **{
+                name: None if value is None else positive_int(name, value)
+                for name, value in graph.items()
+            },
+            quantization=quantization,
+            on_disk=bool(on_disk),
         )
         qdrant_client = import_extra("qdrant_client", "qdrant-client", "qdrant")
         self._models: Any = qdrant_client.models
+        self._errors: Any = qdrant_client.http.exceptions
         client = qdrant_client.QdrantClient
         if url:
-            self._client = client(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
+            self._client = client(
+                url=url,
+                api_key=os.environ.get("QDRANT_API_KEY"),
+                timeout=timeout,
+                check_compatibility=False,  # the first call says whether the server answers
+            )
         elif path:
             # Streamlit reruns a script on other threads; callers serialise access themselves.
             self._client = client(path=str(path), force_disable_check_same_thread=True)
@@ -93,13 +128,13 @@ class QdrantIndexer(Indexer):
                 ids=ids[start : start + _BATCH].tolist(),
                 vectors=vectors[start : start + _BATCH].tolist(),
             )
-            self._client.upsert(self.params["collection"], points=batch, wait=True)
+            self._call("upsert", self.params["collection"], points=batch, wait=True)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = as_ids(ids)
         for start in range(0, len(ids), _BATCH):
             selector = self._models.PointIdsList(points=ids[start : start + _BATCH].tolist())
-            self._client.delete(self.params["collection"], points_selector=selector, wait=True)
+            self._call("delete", self.params["collection"], points_selector=selector, wait=True)
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -116,12 +151,15 @@ class QdrantIndexer(Indexer):
         only = None
         if allowed is not None:
             only = models.Filter(must=[models.HasIdCondition(has_id=allowed.tolist())])
+        params = self._search_params()
         for start in range(0, nq, _BATCH):
             requests = [
-                models.QueryRequest(query=q.tolist(), limit=k, filter=only, with_payload=False)
+                models.QueryRequest(
+                    query=q.tolist(), limit=k, filter=only, params=params, with_payload=False
+                )
                 for q in queries[start : start + _BATCH]
             ]
-            answers = self._client.query_batch_points(self.params["collection"], requests)
+            answers = self._call("query_batch_points", self.params["collection"], requests)
             for row, answer in enumerate(answers, start):
                 points = answer.points[:k]
                 ids[row, : len(points)] = [point.id for point in points]
@@ -129,7 +167,7 @@ class QdrantIndexer(Indexer):
         return finish(scores, ids, k)
 
     def __len__(self) -> int:
-        return int(self._client.count(self.params["collection"], exact=True).count)
+        return int(self._call("count", self.params["collection"], exact=True).count)
 
     def _save_data(self, directory: Path) -> None:
         if not self.remote:
@@ -147,17 +185,34 @@ class QdrantIndexer(Indexer):
             current_vectors, vectors[order], atol=1e-6
         ):
             return  # a folder collection that already holds exactly the snapshot
-        self._client.delete_collection(self.params["collection"])
+        self._call("delete_collection", self.params["collection"])
         self._ensure_collection()
         self.add(ids, vectors)
 
     def _ensure_collection(self) -> None:
-        models, name = self._models, self.params["collection"]
-        if not self._client.collection_exists(name):
-            config = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
-            self._client.create_collection(name, vectors_config=config)
+        models, name, params = self._models, self.params["collection"], self.params
+        if not self._call("collection_exists", name):
+            config = models.VectorParams(
+                size=self.dim, distance=models.Distance.COSINE, on_disk=params["on_disk"] or None
+            )
+            graph = models.HnswConfigDiff(
+                m=params["hnsw_m"], ef_construct=params["hnsw_ef_construct"]
+            )
+            quantized = None
+            if params["quantization"] == "int8":
+                scalar = models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, always_ram=True
+                )
+                quantized = models.ScalarQuantization(scalar=scalar)
+            self._call(
+                "create_collection",
+                name,
+                vectors_config=config,
+                hnsw_config=graph,
+                quantization_config=quantized,
+            )
             return
-        config = self._client.get_collection(name).config.params.vectors
+        config = self._call("get_collection", name).config.params.vectors
         if (
             not isinstance(config, models.VectorParams)
             or config.size != self.dim
@@ -168,13 +223,50 @@ class QdrantIndexer(Indexer):
                 "cosine vector per point"
             )
 
+    def _search_params(self) -> Any:
+        """The server's search settings: the graph's breadth, and a re-score on the original
+        vectors when they are quantised (the in-process engine, exact, ignores both)."""
+        models, params = self._models, self.params
+        rescore = None
+        if params["quantization"] == "int8":
+            rescore = models.QuantizationSearchParams(rescore=True)
+        if params["hnsw_ef"] is None and rescore is None:
+            return None
+        return models.SearchParams(hnsw_ef=params["hnsw_ef"], quantization=rescore)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One client call, tried again (after a pause that doubles) while the server cannot be
+        reached or answers 5xx; then an IndexerError in one sentence."""
+        where = self.params["url"] or "in this process"
+        attempts = self.params["retries"] + 1
+        for attempt in range(attempts):
+            try:
+                return getattr(self._client, method)(*args, **kwargs)
+            except self._errors.UnexpectedResponse as exc:
+                if exc.status_code is None or exc.status_code < 500:
+                    raise IndexerError(
+                        f"the Qdrant server at {where} refused {method}: HTTP {exc.status_code} "
+                        f"{exc.reason_phrase} (is QDRANT_API_KEY right?)"
+                    ) from exc
+                failure: Exception = exc
+            except self._errors.ResponseHandlingException as exc:
+                failure = exc
+            if attempt + 1 < attempts:
+                time.sleep(RETRY_PAUSE * 2**attempt)
+        reason = str(getattr(failure, "source", None) or failure).strip() or type(failure).__name__
+        raise IndexerError(
+            f"the Qdrant server at {where} did not answer {method} after {attempts} tries "
+            f"({reason}); is it running?"
+        ) from failure
+
     def _points(self) -> tuple[np.ndarray, np.ndarray]:
         """Every point as (ids ascending, vectors), read back page by page."""
         ids: list[int] = []
         vectors: list[list[float]] = []
         offset = None
         while True:
-            points, offset = self._client.scroll(
+            points, offset = self._call(
+                "scroll",
                 self.params["collection"],
                 limit=4 * _BATCH,
                 offset=offset,
