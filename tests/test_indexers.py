@@ -14,6 +14,7 @@ import pytest
 from imgfinder.errors import ConfigError, IndexerError, MissingExtraError
 from imgfinder.indexers import INDEXERS, Indexer, create_indexer
 from imgfinder.indexers.exact import ExactIndexer
+from imgfinder.indexers.faiss import FaissIndexer
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS
 
 DIM = 16
@@ -26,6 +27,7 @@ BACKENDS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "exact-mapped": ("exact", {}, False),
     "faiss-flat": ("faiss", {"factory": "Flat"}, True),
     "faiss-hnsw": ("faiss", {"factory": "HNSW32", "efSearch": 64}, False),
+    "faiss-reloaded": ("faiss", {"factory": "HNSW32", "efSearch": 64}, False),
     "faiss-ivf": ("faiss", {"factory": "IVF8,Flat", "nprobe": 8, "train_size": 100}, True),
     "hnsw": ("hnsw", {"M": 16, "efConstruction": 100, "efSearch": 64}, False),
     "qdrant-memory": ("qdrant", {}, True),
@@ -48,6 +50,42 @@ class FoldingExact(ExactIndexer):
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         super().add(ids, vectors)
         self.save(self.directory)
+
+
+class ReloadedFaiss(Indexer):
+    """FAISS as a restarted server holds it: saved after every change and loaded again, so
+    each later change and search meets an index mapped from its file."""
+
+    name = "faiss"
+
+    def __init__(self, dim: int, directory: Path, **params: Any) -> None:
+        self.inner = create_indexer("faiss", dim, **params)
+        super().__init__(dim, **self.inner.params)
+        self.directory = directory
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.inner.add(ids, vectors)
+        self._reload()
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.inner.remove(ids)
+        self._reload()
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None):
+        return self.inner.search(queries, k, allowed)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def _reload(self) -> None:
+        self.inner.save(self.directory)
+        self.inner = FaissIndexer.load(self.directory)
+
+    def _save_data(self, directory: Path) -> None:
+        self.inner.save(directory)
+
+    def _load_data(self, directory: Path) -> None:
+        self.inner = FaissIndexer.load(directory)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -94,6 +132,8 @@ def make(backend: str, tmp_path: Path) -> Iterator[Make]:
             merged["path"] = str(tmp_path / merged["path"])
         if backend == "exact-mapped":
             index: Indexer = FoldingExact(dim, tmp_path / f"folded-{len(built)}")
+        elif backend == "faiss-reloaded":
+            index = ReloadedFaiss(dim, tmp_path / f"reloaded-{len(built)}", **merged)
         else:
             index = create_indexer(name, dim, **merged)
         built.append(index)
@@ -511,3 +551,30 @@ def test_a_cut_short_mapped_file_is_refused(tmp_path: Path) -> None:
         handle.truncate(rows_file.stat().st_size - 7)
     with pytest.raises(IndexerError, match="cut short"):
         Indexer.load(tmp_path / "saved")
+
+
+@pytest.mark.parametrize("factory", ["HNSW32_SQ8", "IVF8,PQ4"])
+def test_a_loaded_faiss_index_is_mapped_and_read_in_before_it_changes(
+    tmp_path: Path, factory: str
+) -> None:
+    """Opening maps the saved codes (nothing is read into memory until the index changes);
+    a change reads it in first, from its file, or from the mapping when another process's
+    save has replaced the file meanwhile. FAISS would abort the process on a mapped add."""
+    vectors = random_unit(400, seed=11)
+    built = create_indexer("faiss", DIM, factory=factory, train_size=256, nprobe=8)
+    built.add(np.arange(400), vectors)
+    built.save(tmp_path / "saved")
+    expected = built.search(vectors[:5], 5)
+    for file_gone in (False, True):
+        loaded = FaissIndexer.load(tmp_path / "saved")
+        assert loaded._mapped is not None
+        found = loaded.search(vectors[:5], 5)
+        np.testing.assert_array_equal(found[1], expected[1])
+        if file_gone:
+            loaded._mapped.unlink()
+        loaded.add(np.array([1000]), vectors[:1])
+        loaded.remove(np.array([0]))
+        assert loaded._mapped is None and len(loaded) == 400
+        assert 1000 in loaded.search(vectors[:1], 2)[1][0].tolist()
+        assert 0 not in loaded.search(vectors[:1], 5)[1][0].tolist()
+        built.save(tmp_path / "saved")  # the file again, for the next round

@@ -91,6 +91,8 @@ class FaissIndexer(Indexer):
         )
         self._faiss: Any = import_extra("faiss", "faiss-cpu", "faiss")
         self._index, self._tombstones = self._build_index()
+        #: the file a loaded index is mapped from, until it changes and is read into memory
+        self._mapped: Path | None = None
         self._pending = IdVectors(self.dim)
         self._reset_rows()
         self._min_train = self._training_size()
@@ -102,6 +104,7 @@ class FaissIndexer(Indexer):
         ids, vectors = as_vectors(ids, vectors, self.dim)
         if len(ids) == 0:
             return
+        self._own_index()
         if self._index.is_trained:
             self._insert(ids, vectors)
             return
@@ -113,6 +116,7 @@ class FaissIndexer(Indexer):
         ids = as_ids(ids)
         if len(ids) == 0:
             return
+        self._own_index()
         if not self._index.is_trained:
             self._pending.remove(ids)
         elif not self._tombstones:
@@ -206,10 +210,12 @@ class FaissIndexer(Indexer):
         index_name = str(state["index_file"])
         if not index_name.startswith("faiss-") or Path(index_name).name != index_name:
             raise IndexerError(f"{directory / STATE_FILE} names a bad index file {index_name!r}")
+        mapped = self._faiss.IO_FLAG_MMAP_IFC  # opening reads the graph, not the codes
         try:
-            index = self._faiss.read_index(str(directory / index_name))
+            index = self._faiss.read_index(str(directory / index_name), mapped)
         except RuntimeError as exc:
             raise IndexerError(f"cannot read FAISS index in {directory}: {exc}") from exc
+        self._mapped = directory / index_name
         ntotal = int(state["ntotal"])
         if index.d != self.dim or index.ntotal != ntotal:
             raise IndexerError(f"FAISS index in {directory} does not match its saved state")
@@ -224,6 +230,21 @@ class FaissIndexer(Indexer):
             self._row = dict(zip(self._labels[rows].tolist(), rows.tolist(), strict=True))
         self._pending.load(state["pending_ids"], state["pending_vectors"])
         self._min_train = self._training_size()
+        self._tune()
+
+    def _own_index(self) -> None:
+        """Read a mapped index into memory before it changes: FAISS cannot grow or shrink a
+        mapped one (it aborts the process). From its file while that is there, else from the
+        mapping itself (a newer save by another process may have replaced the file)."""
+        if self._mapped is None:
+            return
+        faiss = self._faiss
+        try:
+            self._index = faiss.read_index(str(self._mapped))
+        except RuntimeError:
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+        self._mapped = None
+        self._selector = None
         self._tune()
 
     def set_search_params(self, **params: Any) -> None:
