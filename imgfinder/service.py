@@ -234,10 +234,12 @@ class Result:
     #: a video's length in seconds, for drawing its moments on a timeline (None when unknown)
     duration: float | None = None
 
-    def best_moments(self, count: int) -> list[Moment]:
-        """The `count` best-scoring moments, in the order they play."""
-        best = sorted(self.moments, key=lambda moment: -moment.score)[:count]
-        return sorted(best, key=lambda moment: moment.t_start)
+    @property
+    def best_item(self) -> int:
+        """The item "more like this" starts from: the image, or the video's best moment."""
+        if not self.moments:
+            return self.hit.item_id
+        return max(self.moments, key=lambda moment: moment.score).item_id
 
 
 #: why a search found nothing: the collection is empty, has nothing of the kind asked for,

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from imgfinder.service import Result
+from imgfinder.service import Inline, Result
 from imgfinder.textfmt import display_path, shorten_middle
 from imgfinder.timefmt import format_timestamp
 from imgfinder.ui import asset
@@ -26,7 +26,7 @@ _GRID = st.components.v2.component("imgfinder.grid", css=asset("grid.css"), js=a
 
 def result_grid(
     results: list[Result],
-    pictures: dict[int, Any],
+    pictures: dict[int, Inline],
     *,
     key: str,
     on_open: Callable[[int, int | None], None],
@@ -55,7 +55,7 @@ def _clicked(key: str, event: str, then: Callable[[Any], None]) -> None:
         then(value)
 
 
-def tile(result: Result, picture: Any) -> dict[str, Any]:
+def tile(result: Result, picture: Inline | None) -> dict[str, Any]:
     """What one tile shows: its picture and aspect ratio, its file name (cut to fit; the
     whole path shows on hover), a score badge and, for a video, its best moment and every
     matching one on a strip."""

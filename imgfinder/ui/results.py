@@ -67,10 +67,7 @@ def results_grid(
     pictures = service.pictures(collection, [result.hit for result in results])
 
     def like(index: int) -> None:
-        result = results[index]
-        moments = result.moments
-        best = max(moments, key=lambda m: m.score).item_id if moments else result.hit.item_id
-        more_like(best, result.name)
+        more_like(results[index].best_item, results[index].name)
 
     result_grid(results, pictures, key="grid", on_open=open_viewer, on_like=like)
     show_viewer(service, selection, query, results)

@@ -135,8 +135,7 @@ def buttons(service: Service, collection: str, result: Result, count: int) -> No
         icon=":material/auto_awesome:",
         width="stretch",
     ):
-        best = max(result.moments, key=lambda m: m.score).item_id if result.moments else None
-        st.session_state.like = {"item_id": best or hit.item_id, "name": result.name}
+        st.session_state.like = {"item_id": result.best_item, "name": result.name}
         close_viewer()
         st.rerun()
 
@@ -159,9 +158,9 @@ def play(service: Service, collection: str, result: Result, chosen: int | None) 
     except ImgFinderError as exc:
         st.error(md(str(exc)))
     st.html(timeline(result, chosen))
-    columns = st.columns(min(len(moments), 6))
-    for number, (column, each) in enumerate(zip(columns * len(moments), moments, strict=False)):
-        column.button(
+    columns = st.columns(min(len(moments), 6))  # six a row, the rest in rows below
+    for number, each in enumerate(moments):
+        columns[number % len(columns)].button(
             format_timestamp(each.t_start),
             key=f"viewer-moment-{each.item_id}",
             type="primary" if number == chosen else "secondary",
