@@ -523,21 +523,11 @@ def test_moving_sliders_reloads_nothing(app: AppTest, monkeypatch: pytest.Monkey
 def test_indexing_from_the_ui_with_progress_and_summary(
     app: AppTest, library: Path, tmp_path: Path
 ) -> None:
-    app.sidebar.text_input(key="new_collection").input("fresh")
-    app.sidebar.button[0].click()
-    rerun(app)
     folder = tmp_path / "to-add"
     for number in range(3):
         make_image(folder / f"white_{number}.png", "white", seed=number)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    app.text_input(key="folder").input(str(folder))
-    next(b for b in app.button if b.label == "Index folder").click()
-    rerun(app)
-    deadline = time.monotonic() + 20
-    while not app.success and not app.warning:
-        assert time.monotonic() < deadline, "indexing did not finish"
-        time.sleep(0.1)
-        rerun(app)
+    index_into_a_new_collection(app, "fresh", folder)
     assert app.success[0].value.startswith("Indexed 3 new files from")
     timing = next(c for c in captions(app) if c.startswith("Per image: decoding "))
     assert re.search(r"files/s · CPU [\d.]+ s · peak memory [\d.]+ MB", timing), timing
@@ -554,14 +544,9 @@ def test_indexing_from_the_ui_with_progress_and_summary(
 def test_indexed_folders_are_listed_reindexed_and_watched(
     app: AppTest, library: Path, tmp_path: Path
 ) -> None:
-    app.sidebar.text_input(key="new_collection").input("watched")
-    app.sidebar.button[0].click()
-    rerun(app)
     folder = tmp_path / "phone"
     make_image(folder / "white_0.png", "white")
-    app.text_input(key="folder").input(str(folder))
-    next(b for b in app.button if b.label == "Index folder").click()
-    finish_indexing(app)
+    index_into_a_new_collection(app, "watched", folder)
     assert str(folder) in [element.value for element in app.text]
     make_image(folder / "white_1.png", "white", seed=1)
     next(b for b in app.button if b.key == "reindex-0").click()
@@ -585,6 +570,17 @@ def test_indexed_folders_are_listed_reindexed_and_watched(
     next(b for b in app.button if b.key == "save_classes").click()
     rerun(app)
     assert "give at least two labels" in app.error[0].value
+
+
+def index_into_a_new_collection(at: AppTest, name: str, folder: Path) -> None:
+    """Create the collection `name` in the sidebar and index `folder` into it from the Index
+    tab, until the run's summary is up."""
+    at.sidebar.text_input(key="new_collection").input(name)
+    at.sidebar.button[0].click()
+    rerun(at)
+    at.text_input(key="folder").input(str(folder))
+    next(b for b in at.button if b.label == "Index folder").click()
+    finish_indexing(at)
 
 
 def finish_indexing(at: AppTest) -> None:
