@@ -559,7 +559,8 @@ def watch(
         float, typer.Option(help="Seconds without a change before a folder is re-indexed.")
     ] = 3.0,
     off: Annotated[
-        bool, typer.Option("--off", help="Stop watching (the page and the API server stop too).")
+        bool,
+        typer.Option("--off", help="Stop watching (a running page stops at its next look)."),
     ] = False,
 ) -> None:
     """Watch the collection's indexed folders and re-index them as files come, change or go,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from imgfinder.classes import DEFAULT_PROMPT, Labels
 from imgfinder.config import COLLECTION_NAME, EMBEDDER_FACTORY_ENV, NAME_RULE, Settings
@@ -311,7 +311,9 @@ class Service:
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._models: dict[Selection, SearchModel] = {}
         self._jobs: dict[str, IndexJob] = {}
-        self._watches: dict[str, FolderWatch] = {}
+        #: collection -> (its watch, the embedder key and roots it was started for)
+        self._watches: dict[str, tuple[FolderWatch, tuple[str, list[str]]]] = {}
+        self._watch_lock = threading.Lock()
         self._pulls: dict[str, PullJob] = {}
         self._queries: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._hashes: dict[tuple[str, int], str | None] = {}
@@ -857,8 +859,15 @@ class Service:
     def pictures(self, collection: str | Path, hits: list[Hit]) -> dict[int, Inline]:
         """The thumbnails of a page of results as data URIs with their sizes, for a page
         that lays them out itself."""
-        made = self.thumbnails(collection, hits)
-        return {item_id: inline(path) for item_id, path in made.items() if path is not None}
+        pictures: dict[int, Inline] = {}
+        for item_id, path in self.thumbnails(collection, hits).items():
+            if path is None:
+                continue
+            try:
+                pictures[item_id] = inline(path)
+            except (OSError, UnidentifiedImageError) as exc:  # that tile shows no preview
+                log.info("no thumbnail at %s: %s", path, exc)
+        return pictures
 
     def details(self, collection: str | Path, hit: Hit) -> Details:
         """A result's file facts; a photo's EXIF is read from the indexed file itself (its
@@ -1087,26 +1096,34 @@ class Service:
     # -- watched folders --------------------------------------------------------------------
 
     def watching(self, selection: Selection, quiet: float = WATCH_QUIET) -> WatchStatus | None:
-        """The watch over the collection's indexed folders, or None when it is not watched. A
-        collection that asks for one gets it here, so a restarted server resumes watching; a
-        folder indexed since the watch began is added to it."""
+        """The watch over the collection's indexed folders, or None when it is not watched (or
+        its model cannot load here). A collection that asks for one gets it here, so a
+        restarted server resumes watching; a folder indexed since the watch began, or another
+        model chosen, starts it afresh. One session at a time: every open page asks."""
         target = self.collection(selection.collection)
         key = str(target.dir)
-        if not target.watched():
+        with self._watch_lock:
+            if not target.watched():
+                self._stop_watch(key)
+                return None
+            try:
+                model = self.model(selection)
+            except ImgFinderError as exc:
+                log.info("not watching %s: %s", key, exc)
+                return None
+            roots = sorted(target.catalog.roots())
+            running = self._watches.get(key)
+            if running is not None and running[1] == (model.embedder.key, roots):
+                return running[0].status()
             self._stop_watch(key)
-            return None
-        roots = sorted(target.catalog.roots())
-        with self._lock:
-            watch = self._watches.get(key)
-            if watch is not None and sorted(watch.roots) == roots:
-                return watch.status()
-        self._stop_watch(key)
-        model = self.model(selection)
-        watch = FolderWatch([Path(root) for root in roots], model.index, quiet=quiet)
-        with self._lock:
-            watch = self._watches.setdefault(key, watch)
-        watch.start()
-        return watch.status()
+
+            def reindex(changed: list[Path]) -> object:
+                return model.index(changed, cancel=watch.stopping)
+
+            watch = FolderWatch([Path(root) for root in roots], reindex, quiet=quiet)
+            self._watches[key] = (watch, (model.embedder.key, roots))
+            watch.start()
+            return watch.status()
 
     def set_watching(
         self, selection: Selection, on: bool, quiet: float = WATCH_QUIET
@@ -1117,15 +1134,16 @@ class Service:
         return self.watching(selection, quiet)
 
     def _stop_watch(self, key: str) -> None:
-        with self._lock:
-            watch = self._watches.pop(key, None)
-        if watch is not None:
-            watch.stop()
+        """Stop a watch; a re-index under way is cancelled (it resumes next time)."""
+        running = self._watches.pop(key, None)
+        if running is not None:
+            running[0].stop()
 
     def close(self) -> None:
         """Cancel runs, wait for them, close catalogs (tests and shutdown)."""
-        for key in list(self._watches):
-            self._stop_watch(key)
+        with self._watch_lock:
+            for key in list(self._watches):
+                self._stop_watch(key)
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:

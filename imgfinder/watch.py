@@ -102,6 +102,9 @@ class FolderWatch:
         self._last_error = ""
         self._observer: BaseObserver | None = None
         self._worker: threading.Thread | None = None
+        #: set as `stop` begins: an `on_change` under way may end early (a cancelled index
+        #: run resumes next time), so that stopping does not wait for a whole run
+        self.stopping = threading.Event()
 
     @property
     def roots(self) -> list[str]:
@@ -118,14 +121,20 @@ class FolderWatch:
         # Started before scheduling: then a folder that fails raises from its own `schedule`
         # and is left out, instead of failing `observer.start()` for every folder.
         observer.start()
-        self._observer = observer
         for root in self._roots:
             self._schedule(observer, root)
-        self._worker = threading.Thread(target=self._run, name="imgfinder-watch", daemon=True)
-        self._worker.start()
+        with self._lock:
+            if self._state != "running":  # stopped while starting: nothing may keep running
+                observer.stop()
+                observer.join()
+                return
+            self._observer = observer
+            self._worker = threading.Thread(target=self._run, name="imgfinder-watch", daemon=True)
+            self._worker.start()
 
     def stop(self) -> None:
         """Stop watching and wait for the threads (and a call under way) to end; idempotent."""
+        self.stopping.set()
         with self._lock:
             self._state = "stopped"
             self._wake.notify_all()

@@ -293,3 +293,54 @@ def test_a_watched_collection_indexes_new_and_deleted_photos_and_resumes(tmp_pat
         assert again.counts(collection)["images"] == 2  # switched off: nothing more is indexed
     finally:
         again.close()
+
+
+def test_stopping_lets_a_call_under_way_end_early(tmp_path: Path) -> None:
+    """`stopping` is set as `stop` begins, so a re-index that watches it (the service passes it
+    as the run's cancel) ends at once instead of holding up whoever switched the watch off."""
+    started = threading.Event()
+    watch: FolderWatch
+
+    def slow(roots: list[Path]) -> None:
+        started.set()
+        watch.stopping.wait(30)  # a long run that gives way when asked
+
+    watch = FolderWatch([tmp_path], slow, quiet=QUIET)
+    watch.start()
+    write(tmp_path / "a.jpg")
+    assert started.wait(5)
+    begun = time.monotonic()
+    watch.stop()
+    assert time.monotonic() - begun < 2
+
+
+def test_pages_asking_at_once_share_one_watch(tmp_path: Path) -> None:
+    """Every open page asks for the watch's status every few seconds; after a restart they
+    may ask at the same moment, and must get one watch, not a crash or a leaked observer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import ColorEmbedder, make_image
+
+    from imgfinder.config import Settings
+    from imgfinder.search import SearchModel
+    from imgfinder.service import Selection, Service
+
+    album = tmp_path / "album"
+    make_image(album / "red_0.png", "red")
+    collection = tmp_path / "indexes" / "photos"
+    model = SearchModel(collection, ColorEmbedder())
+    model.index([album])
+    model.collection.set_watched(True)
+    model.close()
+    selection = Selection(str(collection), "demo")
+    service = Service(Settings(indexes_dir=str(tmp_path / "indexes"), embedder_factory=FACTORY))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            found = list(pool.map(lambda _: service.watching(selection, QUIET), range(16)))
+        assert all(status is not None and status.folders == (str(album),) for status in found)
+        assert len(service._watches) == 1
+        watchers = [t for t in threading.enumerate() if t.name == "imgfinder-watch"]
+        assert len(watchers) == 1
+    finally:
+        service.close()
+    assert not [t for t in threading.enumerate() if t.name == "imgfinder-watch"]

@@ -155,7 +155,7 @@ def play(service: Service, collection: str, result: Result, chosen: int | None) 
             autoplay=True,
             muted=True,
         )
-    except ImgFinderError as exc:
+    except (ImgFinderError, OSError) as exc:
         st.error(md(str(exc)))
     st.html(timeline(result, chosen))
     columns = st.columns(min(len(moments), 6))  # six a row, the rest in rows below
