@@ -357,9 +357,13 @@ class Service:
             "format_version": target.manifest.get("format_version"),
             "model": target.manifest.get("model"),
             "embedders": target.manifest.get("embedders", {}),
-            "roots": [display_path(root) for root in target.catalog.roots()],
+            "roots": self.roots(collection),
             **target.catalog.counts(),
         }
+
+    def roots(self, collection: str | Path) -> list[str]:
+        """The folders indexed into the collection, as text that can be shown."""
+        return [display_path(root) for root in self.collection(collection).catalog.roots()]
 
     def delete_collection(self, collection: str | Path) -> None:
         """Remove a collection's folder (never the media it indexed); refused while indexing."""
@@ -470,7 +474,9 @@ class Service:
                 key = self.model(selection).embedder.key
             except ImgFinderError as exc:  # the search says why; count every file as to do
                 log.info("no estimate for %s: %s", selection.model, exc)
-        left, total = self.collection(selection.collection).catalog.unembedded(key)
+        left, total = self._per_generation(  # the page asks on every rerun
+            selection.collection, f"unembedded:{key}", lambda catalog: catalog.unembedded(key)
+        )
         return Estimate(left, total, info.speed(selection.runtime) if info else None)
 
     def default_model(self, collection: str | Path | None = None) -> str:

@@ -244,7 +244,6 @@ class FaissIndexer(Indexer):
         except RuntimeError:
             self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
         self._mapped = None
-        self._selector = None
         self._tune()
 
     def set_search_params(self, **params: Any) -> None:

@@ -18,7 +18,7 @@ STATUS_EVERY = 2.0
 
 
 def indexed_folders(service: Service, selection: Selection, running: bool) -> None:
-    roots = service.info(selection.collection)["roots"]
+    roots = service.roots(selection.collection)
     if not roots:
         return
     st.subheader(t("Indexed folders"), divider=True)
