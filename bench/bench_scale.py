@@ -54,9 +54,21 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
         [{"efSearch": 64}, {"efSearch": 128}, {"efSearch": 256}],
     ),
     "nmslib HNSW": ("hnsw", {}, [{"efSearch": 64}, {"efSearch": 128}]),
+    # compact codes find candidates, the collection's float16 vectors score them exactly
+    "faiss IVF1024,PQ64 + re-rank": (
+        "faiss",
+        {"factory": "IVF1024,PQ64", "rerank": 10},
+        [{"nprobe": 16, "rerank": 10}, {"nprobe": 32, "rerank": 10}, {"nprobe": 32, "rerank": 20}],
+    ),
+    "faiss SQ8 (int8 store) + re-rank": ("faiss", {"factory": "SQ8", "rerank": 4}, [{}]),
 }
 #: at 10^6 only what fits a laptop: float32 copies alone would take 2-4 GB per process
-MILLION = ("exact float16 (mapped)", "faiss HNSW32_SQ8")
+MILLION = (
+    "exact float16 (mapped)",
+    "faiss HNSW32_SQ8",
+    "faiss IVF1024,PQ64 + re-rank",
+    "faiss SQ8 (int8 store) + re-rank",
+)
 
 
 class BenchEmbedder(Embedder):

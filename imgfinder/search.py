@@ -32,6 +32,7 @@ from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import exact_search
 from imgfinder.indexers.registry import AUTO, CHOICES, choose_indexer, create_indexer
+from imgfinder.indexers.reranked import RerankedIndexer
 from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
 from imgfinder.media.frames import VideoSampling
@@ -218,11 +219,13 @@ class SearchModel:
             if self._index is not None:
                 self._held, self._generation = snapshot, snapshot.generation
                 self._saved_as = snapshot.generation
+                self._lend_vectors()
                 return False
             self._index = create_indexer(
                 self.indexer_name, self.embedder.dim, **self.indexer_params
             )
             self._held, self._saved_as = Snapshot.empty(), None
+            self._lend_vectors()
         gone, added = snapshot.changes_from(self._held)
         if len(gone):
             self._index.remove(gone)
@@ -234,6 +237,21 @@ class SearchModel:
             self._saved_as = None  # what is on disk no longer holds what memory holds
         self._held, self._generation = snapshot, snapshot.generation
         return self._saved_as != snapshot.generation
+
+    def _lend_vectors(self) -> None:
+        """A re-ranking index scores its candidates with the collection's stored vectors."""
+        if isinstance(self._index, RerankedIndexer):
+            self._index.read_vectors_from(self._stored_vectors)
+
+    def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 rows of the vector file for ids the index holds (the caller holds the lock,
+        so the index and `_held` are of one generation)."""
+        held = self._held
+        at = np.minimum(np.searchsorted(held.ids, ids), max(len(held.ids) - 1, 0))
+        if not len(held.ids) or (held.ids[at] != ids).any():
+            raise CatalogError("the index returned an item the catalog does not hold")
+        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+        return store.read(held.row_numbers[at])
 
     def _load_saved(self, generation: int) -> Indexer | None:
         """The saved index, if it was built from exactly `generation` with this embedder."""

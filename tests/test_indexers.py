@@ -13,9 +13,11 @@ import pytest
 
 from imgfinder.errors import ConfigError, IndexerError, MissingExtraError
 from imgfinder.indexers import INDEXERS, Indexer, create_indexer
+from imgfinder.indexers.common import IdVectors, as_ids, as_vectors
 from imgfinder.indexers.exact import ExactIndexer
 from imgfinder.indexers.faiss import FaissIndexer
 from imgfinder.indexers.registry import DEFAULT_PARAMS, DESCRIPTIONS
+from imgfinder.indexers.reranked import RerankedIndexer
 
 DIM = 16
 
@@ -29,6 +31,11 @@ BACKENDS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "faiss-hnsw": ("faiss", {"factory": "HNSW32", "efSearch": 64}, False),
     "faiss-reloaded": ("faiss", {"factory": "HNSW32", "efSearch": 64}, False),
     "faiss-ivf": ("faiss", {"factory": "IVF8,Flat", "nprobe": 8, "train_size": 100}, True),
+    "faiss-ivfpq-rerank": (
+        "faiss",
+        {"factory": "IVF8,PQ4", "nprobe": 8, "train_size": 256, "rerank": 8},
+        False,
+    ),
     "hnsw": ("hnsw", {"M": 16, "efConstruction": 100, "efSearch": 64}, False),
     "qdrant-memory": ("qdrant", {}, True),
     "qdrant-path": ("qdrant", {"path": "qdrant"}, True),
@@ -88,6 +95,31 @@ class ReloadedFaiss(Indexer):
         self.inner = FaissIndexer.load(directory)
 
 
+class StoredReranked(RerankedIndexer):
+    """A re-ranking index as a collection holds it: the vectors it scores its candidates
+    with are kept beside it, as the collection's vector file is."""
+
+    def __init__(self, dim: int, **params: Any) -> None:
+        factor = params.pop("rerank")
+        super().__init__(create_indexer("faiss", dim, **params), factor)
+        self.stored = IdVectors(dim)
+        self.read_vectors_from(lambda ids: self.stored.vectors[self.stored.row_numbers(ids)])
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        super().add(ids, vectors)
+        self.stored.add(*as_vectors(ids, vectors, self.dim))
+
+    def remove(self, ids: np.ndarray) -> None:
+        super().remove(ids)
+        self.stored.remove(as_ids(ids))
+
+    def adopt(self, loaded: Indexer) -> StoredReranked:
+        """This index with `loaded` (its own saved copy) inside, as a collection reopens it."""
+        assert isinstance(loaded, RerankedIndexer)
+        self.inner = loaded.inner
+        return self
+
+
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
@@ -134,6 +166,8 @@ def make(backend: str, tmp_path: Path) -> Iterator[Make]:
             index: Indexer = FoldingExact(dim, tmp_path / f"folded-{len(built)}")
         elif backend == "faiss-reloaded":
             index = ReloadedFaiss(dim, tmp_path / f"reloaded-{len(built)}", **merged)
+        elif backend == "faiss-ivfpq-rerank":
+            index = StoredReranked(dim, **merged)
         else:
             index = create_indexer(name, dim, **merged)
         built.append(index)
@@ -272,6 +306,8 @@ def test_save_load_round_trip(make: Make, tmp_path: Path) -> None:
     loaded = Indexer.load(directory)
     try:
         assert loaded.name == index.name and loaded.params == index.params
+        if isinstance(index, StoredReranked):
+            loaded = index.adopt(loaded)
         assert len(loaded) == 270
         scores, ids = loaded.search(queries, 15)
         np.testing.assert_array_equal(ids, expected[1])

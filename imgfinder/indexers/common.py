@@ -131,6 +131,14 @@ def finish(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return out_scores, out_ids
 
 
+def cosines(queries: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each unit query's cosine to its found ids' stored `rows` ([nq, k, d], any length:
+    float16 rows are unit only to float16's precision); -inf where no id was found."""
+    norms = np.linalg.norm(rows, axis=2)
+    dots = np.einsum("qd,qkd->qk", queries, rows)
+    return np.where(ids >= 0, dots / np.maximum(norms, 1e-12), -np.inf).astype(np.float32)
+
+
 def as_allowed(allowed: Any) -> np.ndarray | None:
     """The ids a filtered search may return, as sorted unique int64; None lets any id through."""
     return None if allowed is None else np.unique(as_ids(allowed))

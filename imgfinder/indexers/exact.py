@@ -26,6 +26,7 @@ from imgfinder.indexers.common import (
     as_ids,
     as_vectors,
     check_k,
+    cosines,
     finish,
     load_npz,
     positive_int,
@@ -115,10 +116,7 @@ class ExactIndexer(Indexer):
             assert self._mapped is not None
             at = np.searchsorted(self._mapped_ids, flat[elsewhere])
             rows[elsewhere] = self._mapped.rows[at]
-        rows = rows.reshape(*ids.shape, self.dim)
-        norms = np.linalg.norm(rows, axis=2)
-        dots = np.einsum("qd,qkd->qk", queries, rows)
-        return np.where(ids >= 0, dots / np.maximum(norms, 1e-12), -np.inf).astype(np.float32)
+        return cosines(queries, rows.reshape(*ids.shape, self.dim), ids)
 
     def __len__(self) -> int:
         return len(self._store) + self._live_count

@@ -18,6 +18,7 @@ from imgfinder.indexers.faiss import FaissIndexer
 from imgfinder.indexers.hnsw import HnswIndexer
 from imgfinder.indexers.qdrant import QdrantIndexer
 from imgfinder.indexers.reduced import ReducedIndexer
+from imgfinder.indexers.reranked import RerankedIndexer
 
 INDEXERS: dict[str, type[Indexer]] = {
     cls.name: cls for cls in (ExactIndexer, FaissIndexer, HnswIndexer, QdrantIndexer)
@@ -82,7 +83,12 @@ def describe_indexer(name: str, params: dict[str, Any]) -> str:
 def create_indexer(name: str, dim: int, **params: Any) -> Indexer:
     """Build an empty indexer; raises ConfigError for unknown names or parameters and
     MissingExtraError when the backend's package is not installed. Any backend takes
-    `pca=<dims>`: it then holds the vectors reduced to that many dimensions."""
+    `pca=<dims>`: it then holds the vectors reduced to that many dimensions; and
+    `rerank=<factor>`: its candidates are scored again from the stored vectors."""
+    if params.get("rerank"):
+        factor = params.pop("rerank")
+        return RerankedIndexer(create_indexer(name, dim, **params), factor)
+    params.pop("rerank", None)
     if params.get("pca"):
         dims = positive_int("pca", params.pop("pca"))
         return ReducedIndexer(create_indexer(name, dims, **params), positive_int("dim", dim), dims)

@@ -1,0 +1,91 @@
+"""Any backend's candidates scored again from the stored vectors: `rerank=<factor>`.
+
+PQ and 8-bit codes rank well enough to hold the true top k among a few times k candidates,
+but their own scores are approximate (a threshold or a confidence read from them would be
+off) and their order within those candidates is rough. This asks the backend for `factor`
+times k candidates and scores each again by its exact cosine to the vector the collection
+stores for it (float16 rows, memory-mapped: only the candidates' rows are read), so the
+index itself can keep only compact codes: IVF-PQ or a plain 8-bit store (FAISS `SQ8`) in a
+fraction of the memory, with exact scores for what it returns.
+
+The stored vectors come from whoever owns them (`read_vectors_from`): a collection's search
+model hands over its vector file; the index never keeps a second copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgfinder.errors import IndexerError
+from imgfinder.indexers.base import Indexer
+from imgfinder.indexers.common import check_k, cosines, finish, positive_int, unit_queries
+
+#: ids (each stored, none negative) -> their stored vectors as float32 rows
+VectorSource = Callable[[np.ndarray], np.ndarray]
+
+
+class RerankedIndexer(Indexer):
+    """`inner` asked for `factor` x k candidates, the best k of them by exact cosine."""
+
+    def __init__(self, inner: Indexer, factor: int) -> None:
+        factor = positive_int("rerank", factor)
+        super().__init__(inner.dim, **inner.params, rerank=factor)
+        self.name = inner.name  # type: ignore[misc]  # saved under the backend it wraps
+        self.inner = inner
+        self.factor = factor
+        self._vectors: VectorSource | None = None
+
+    def read_vectors_from(self, source: VectorSource) -> None:
+        """Score candidates with the vectors `source` gives for their ids from now on."""
+        self._vectors = source
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.inner.add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.inner.remove(ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = check_k(k)
+        queries = unit_queries(queries, self.dim)
+        _, ids = self.inner.search(queries, k * self.factor, allowed)
+        if self._vectors is None:
+            raise IndexerError(
+                "re-ranking needs the stored vectors: search it through a collection"
+            )
+        flat = ids.ravel()
+        rows = np.zeros((len(flat), self.dim), dtype=np.float32)
+        found = flat >= 0
+        if found.any():
+            rows[found] = self._vectors(flat[found])
+        return finish(cosines(queries, rows.reshape(*ids.shape, self.dim), ids), ids, k)
+
+    def set_search_params(self, **params: Any) -> None:
+        """Change the factor (`rerank`) and the backend's own query-time knobs."""
+        if "rerank" in params:
+            self.factor = self.params["rerank"] = positive_int("rerank", params.pop("rerank"))
+        if params:
+            tune = getattr(self.inner, "set_search_params", None)
+            if tune is None:
+                raise IndexerError(f"{self.inner.name} has no query-time parameters")
+            tune(**params)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def close(self) -> None:
+        closer = getattr(self.inner, "close", None)
+        if closer is not None:
+            closer()
+
+    def _save_data(self, directory: Path) -> None:
+        self.inner._save_data(directory)
+
+    def _load_data(self, directory: Path) -> None:
+        self.inner._load_data(directory)
