@@ -31,6 +31,7 @@ from imgfinder.errors import (
 from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import exact_search
+from imgfinder.indexers.qdrant import QdrantIndexer, payload
 from imgfinder.indexers.registry import AUTO, CHOICES, choose_indexer, create_indexer
 from imgfinder.indexers.reranked import RerankedIndexer
 from imgfinder.indexing import Indexer as IndexRun
@@ -219,13 +220,13 @@ class SearchModel:
             if self._index is not None:
                 self._held, self._generation = snapshot, snapshot.generation
                 self._saved_as = snapshot.generation
-                self._lend_vectors()
+                self._lend()
                 return False
             self._index = create_indexer(
                 self.indexer_name, self.embedder.dim, **self.indexer_params
             )
             self._held, self._saved_as = Snapshot.empty(), None
-            self._lend_vectors()
+            self._lend()
         gone, added = snapshot.changes_from(self._held)
         if len(gone):
             self._index.remove(gone)
@@ -233,15 +234,39 @@ class SearchModel:
         for start in range(0, len(added), _BUILD_CHUNK):  # bounded memory at any size
             vectors = store.read(rows[start : start + _BUILD_CHUNK])
             self._index.add(added[start : start + _BUILD_CHUNK], vectors)
+        if isinstance(self._index, QdrantIndexer) and len(self._held.ids):
+            moved = self.collection.catalog.changed_items(self.embedder.key, self._generation)
+            moved = np.setdiff1d(np.intersect1d(moved, snapshot.ids), added)
+            if len(moved):  # files moved or dates changed, vectors the same
+                self._index.refresh_payload(moved)
         if len(gone) or len(added):
             self._saved_as = None  # what is on disk no longer holds what memory holds
         self._held, self._generation = snapshot, snapshot.generation
         return self._saved_as != snapshot.generation
 
-    def _lend_vectors(self) -> None:
-        """A re-ranking index scores its candidates with the collection's stored vectors."""
+    def _lend(self) -> None:
+        """A re-ranking index scores its candidates with the collection's stored vectors; a
+        Qdrant one keeps where each item is as its payload, filled in once if it has none."""
         if isinstance(self._index, RerankedIndexer):
             self._index.read_vectors_from(self._stored_vectors)
+        if isinstance(self._index, QdrantIndexer):
+            self._index.read_payload_from(self._payloads)
+            if len(self._held.ids) and self._index.payload_missing():
+                self._index.refresh_payload(self._held.ids)
+
+    def _payloads(self, ids: np.ndarray) -> list[dict[str, Any]]:
+        """The Qdrant payload of each item: where its files are, its kind and dates."""
+        placements = self.collection.catalog.placements(ids.tolist())
+        bodies = []
+        for item in ids.tolist():
+            found = placements.get(item)
+            if found is None:  # gone since the snapshot: the next refresh removes it
+                bodies.append({"item": item})
+                continue
+            bodies.append(
+                payload(item, found.kind, found.content_id, found.t, found.taken, found.files)
+            )
+        return bodies
 
     def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
         """float32 rows of the vector file for ids the index holds (the caller holds the lock,
@@ -463,7 +488,11 @@ class SearchModel:
                 fetch = min(total, fetch)
                 if fetch == 0:
                     return []
-                scores, ids = index.search(query, fetch, allowed)
+                if allowed is not None and isinstance(index, QdrantIndexer):
+                    assert only is not None  # a filter that narrows nothing lets all through
+                    scores, ids = index.search_where(query, fetch, only, allowed)
+                else:
+                    scores, ids = index.search(query, fetch, allowed)
             pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             exhausted = len(pairs) < fetch or fetch == total
             if threshold is not None:

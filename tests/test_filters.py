@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from conftest import ColorEmbedder, dated_album, make_image, with_exif_date
 
 from imgfinder.errors import ConfigError
 from imgfinder.filters import Filter
+from imgfinder.indexers.qdrant import QdrantIndexer
 from imgfinder.media.images import open_image, taken_at
 from imgfinder.search import SearchModel
 from imgfinder.store.catalog import Catalog
@@ -56,8 +57,32 @@ def test_a_small_folder_fills_k_results_in_one_index_search(
     assert len(calls) == 1
 
 
-def test_filtered_search_equals_filtering_the_full_ranking(model: SearchModel, album: Path) -> None:
+@pytest.fixture(params=["exact", "qdrant"])
+def any_model(request: pytest.FixtureRequest, tmp_path: Path, album: Path) -> SearchModel:
+    """The exact index (filtered by ids from the catalog) and Qdrant (by its payload)."""
+    search = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer=request.param)
+    search.index([album])
+    return search
+
+
+def payload_filters(model: SearchModel, monkeypatch: pytest.MonkeyPatch) -> list:
+    """The Qdrant filters `model`'s index is searched with from now on."""
+    index = model.vector_index()
+    seen: list = []
+    if isinstance(index, QdrantIndexer):
+        query = index._query
+        monkeypatch.setattr(
+            index, "_query", lambda q, k, only: seen.append(only) or query(q, k, only)
+        )
+    return seen
+
+
+def test_filtered_search_equals_filtering_the_full_ranking(
+    any_model: SearchModel, album: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = any_model
     everything = model.search_text("blue", k=100)
+    filters = payload_filters(model, monkeypatch)
     for only, keep in (
         (Filter(folder=str(album / "many")), lambda p: "/many/" in p),
         (Filter(since=date(2019, 7, 1), until=date(2019, 7, 31)), lambda p: _odd(p)),
@@ -68,6 +93,8 @@ def test_filtered_search_equals_filtering_the_full_ranking(model: SearchModel, a
         expected = [(h.path, round(h.score, 5)) for h in everything if keep(h.path)][:7]
         got = [(h.path, round(h.score, 5)) for h in model.search_text("blue", k=7, only=only)]
         assert got == expected, only
+    if isinstance(model.vector_index(), QdrantIndexer):  # told as payload, not as ids
+        assert filters and not any("has_id" in str(f) for f in filters)
 
 
 def _odd(path: str) -> bool:
@@ -76,7 +103,8 @@ def _odd(path: str) -> bool:
     return name.startswith("m") and int(name[1:]) % 2 == 1
 
 
-def test_a_filter_nothing_passes_finds_nothing(model: SearchModel, album: Path) -> None:
+def test_a_filter_nothing_passes_finds_nothing(any_model: SearchModel, album: Path) -> None:
+    model = any_model
     assert model.search_text("red", k=5, only=Filter(since="2030-01-01")) == []
     assert model.search_text("red", k=5, only=Filter(folder=str(album / "nowhere"))) == []
     assert model.search_text("red", k=5, only=Filter(folder=str(album / "fe"))) == []  # no prefix
@@ -102,12 +130,13 @@ def test_filters_are_checked() -> None:
     assert not Filter().narrows and Filter(kind="image").narrows
 
 
-def test_a_folder_filter_finds_paths_that_are_not_utf8(tmp_path: Path) -> None:
+@pytest.mark.parametrize("indexer", ["exact", "qdrant"])
+def test_a_folder_filter_finds_paths_that_are_not_utf8(tmp_path: Path, indexer: str) -> None:
     folder = tmp_path / "album" / "old"
     raw = os.path.join(os.fsencode(folder), b"\xff\xfe.jpg")
     make_image(Path(os.fsdecode(raw)), "red")
     make_image(tmp_path / "album" / "new" / "a.jpg", "red")
-    model = SearchModel(tmp_path / "collection", ColorEmbedder())
+    model = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer=indexer)
     model.index([tmp_path / "album"])
     hits = model.search_text("red", k=5, only=Filter(folder=str(folder)))
     assert [os.fsencode(h.path) for h in hits] == [raw]
@@ -157,3 +186,72 @@ def test_auto_builds_a_graph_above_its_size_and_measures_its_recall(
     recall = model.recall()
     assert 0.5 <= recall <= 1.0 and model.info()["recall_at_10"] == round(recall, 3)
     assert model._index_dir().name.startswith("faiss")
+
+
+def test_qdrant_s_payload_follows_files_that_move(
+    tmp_path: Path, album: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moved photo keeps its vector; its payload moves with it, and only its payload is
+    written again."""
+    model = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer="qdrant")
+    model.index([album])
+    in_few = Filter(folder=str(album / "few"))
+    assert len(model.search_text("red", k=10, only=in_few)) == 3
+    index = model.vector_index()
+    assert isinstance(index, QdrantIndexer)
+    refreshed: list[list[int]] = []
+    refresh = index.refresh_payload
+    monkeypatch.setattr(
+        index, "refresh_payload", lambda ids: refreshed.append(list(ids)) or refresh(ids)
+    )
+    (album / "moved").mkdir()
+    os.replace(album / "few" / "f0.jpg", album / "moved" / "f0.jpg")
+    model.index([album])
+    assert [Path(h.path).name for h in model.search_text("red", k=10, only=in_few)] != []
+    assert {Path(h.path).name for h in model.search_text("red", k=10, only=in_few)} == {
+        "f1.jpg",
+        "f2.jpg",
+    }
+    moved = model.search_text("red", k=10, only=Filter(folder=str(album / "moved")))
+    assert [Path(h.path).name for h in moved] == ["f0.jpg"]
+    assert [len(ids) for ids in refreshed] == [1]
+
+
+def test_folder_and_dates_hold_for_one_and_the_same_file(tmp_path: Path) -> None:
+    """A photo copied into two folders at two dates: a folder of one and the date of the other
+    do not find it, in the catalog and in Qdrant's payload alike (`y` makes sure Qdrant is
+    asked)."""
+    first = make_image(tmp_path / "album" / "a" / "x.jpg", "red")
+    second = tmp_path / "album" / "b" / "x.jpg"
+    second.parent.mkdir()
+    second.write_bytes(first.read_bytes())
+    other = make_image(tmp_path / "album" / "a" / "y.jpg", "red", seed=5)
+    for path, day in ((first, 1), (second, 20), (other, 20)):
+        stamp = datetime(2021, 3, day, 12).timestamp()
+        os.utime(path, (stamp, stamp))
+    for indexer in ("exact", "qdrant"):
+        model = SearchModel(tmp_path / f"collection-{indexer}", ColorEmbedder(), indexer=indexer)
+        model.index([tmp_path / "album"])
+        a, b = str(first.parent), str(second.parent)
+        for folder, day, names in ((a, 1, ["x"]), (a, 20, ["y"]), (b, 20, ["x"]), (b, 1, [])):
+            when = date(2021, 3, day)
+            hits = model.search_text("red", k=5, only=Filter(folder=folder, since=when, until=when))
+            assert [Path(h.path).stem for h in hits] == names, (indexer, folder, day)
+        model.close()
+
+
+def test_the_catalog_says_whose_files_changed_since_a_generation(
+    model: SearchModel, album: Path
+) -> None:
+    catalog, key = model.collection.catalog, model.embedder.key
+    before = catalog.generation()
+    assert len(catalog.changed_items(key, before)) == 0
+    assert len(catalog.changed_items(key, -1)) == 63  # every file was new once
+    (album / "elsewhere").mkdir()
+    os.replace(album / "few" / "f1.jpg", album / "elsewhere" / "f1.jpg")
+    model.index([album])
+    moved = catalog.changed_items(key, before)
+    assert [Path(p.files[0][0]).parent.name for p in catalog.placements(moved).values()] == [
+        "elsewhere"
+    ]
+    assert len(catalog.changed_items(key, catalog.generation())) == 0

@@ -149,3 +149,33 @@ def test_each_collection_and_model_has_its_own_qdrant_collection(tmp_path: Path)
         assert len(names) == 2 and all(n.startswith("imgfinder-") for n in names)
     finally:
         service.close()
+
+
+def test_a_new_qdrant_collection_indexes_the_payload_its_filters_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qdrant_client import QdrantClient
+
+    indexed: dict[str, str] = {}
+    real = QdrantClient.create_payload_index
+
+    def create_payload_index(self, name, field_name, field_schema=None, **settings):
+        indexed[field_name] = str(field_schema.value)
+        return real(self, name, field_name, field_schema=field_schema, **settings)
+
+    monkeypatch.setattr(QdrantClient, "create_payload_index", create_payload_index)
+    index = create_indexer("qdrant", DIM)
+    assert indexed == {
+        "kind": "keyword",
+        "video": "integer",
+        "files[].folders": "keyword",
+        "files[].date": "float",
+    }
+    body = qdrant.payload(7, "video", 3, 12.5, None, [("/p/clips/a.mp4", 10**18)])
+    assert body["item"] == 7 and body["video"] == 3 and body["t"] == 12.5
+    assert body["path"] == "/p/clips/a.mp4" and body["files"][0]["folder"] == "/p/clips"
+    assert body["files"][0]["folders"] == ["/", "/p", "/p/clips"]
+    index.read_payload_from(lambda ids: [body for _ in ids])
+    index.add(np.array([7]), unit_rows(1))
+    assert not index.payload_missing()
+    index.close()

@@ -15,18 +15,28 @@ searched with a re-score on the original vectors). `save(dir)` snapshots the poi
 `dir` in the in-process modes (`load` rebuilds the collection from it unless the collection
 already holds exactly those points); with a server the data stays on the server and only the
 parameters are recorded.
+
+When its owner lends it where items are (`read_payload_from`; a collection's search model
+does), each point carries a payload: item id, kind, path, video id and time, and every file
+holding it with its folders and date. Payload indexes on kind, video, folder and date let a
+server filter inside its graph search (`search_where`) instead of being sent the id of every
+item that passes; the owner keeps the payload current as files move (`refresh_payload`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgfinder.errors import ConfigError, IndexerError
+from imgfinder.filters import Filter
 from imgfinder.indexers.base import Indexer, empty_result
 from imgfinder.indexers.common import (
     as_allowed,
@@ -47,6 +57,16 @@ _MEMORY = ":memory:"
 QUANTIZATIONS = ("none", "int8")
 #: seconds before the first retry of a call the server did not answer; doubled each time
 RETRY_PAUSE = 0.2
+#: ids -> each one's payload (see `payload`)
+PayloadSource = Callable[[np.ndarray], list[dict[str, Any]]]
+#: what the payload is indexed on, as Qdrant names the fields and their types
+PAYLOAD_INDEXES = {
+    "kind": "keyword",
+    "video": "integer",
+    "files[].folders": "keyword",
+    "files[].date": "float",
+}
+_EPOCH = datetime(1970, 1, 1)
 
 
 class QdrantIndexer(Indexer):
@@ -111,6 +131,7 @@ class QdrantIndexer(Indexer):
             self._client = client(path=str(path), force_disable_check_same_thread=True)
         else:
             self._client = client(location=location)
+        self._payloads: PayloadSource | None = None
         self._ensure_collection()
 
     @property
@@ -121,14 +142,46 @@ class QdrantIndexer(Indexer):
         """Release the client (a folder can be opened by one client at a time)."""
         self._client.close()
 
+    def read_payload_from(self, source: PayloadSource) -> None:
+        """Give every point added from now on the payload `source` gives for its id."""
+        self._payloads = source
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids, vectors = as_vectors(ids, vectors, self.dim)
         for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
             batch = self._models.Batch(
-                ids=ids[start : start + _BATCH].tolist(),
+                ids=chunk.tolist(),
                 vectors=vectors[start : start + _BATCH].tolist(),
+                payloads=None if self._payloads is None else self._payloads(chunk),
             )
             self._call("upsert", self.params["collection"], points=batch, wait=True)
+
+    def refresh_payload(self, ids: np.ndarray) -> None:
+        """Write the payload of `ids` again (their files moved, or they had none)."""
+        if self._payloads is None:
+            return
+        ids = as_ids(ids)
+        models = self._models
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            operations = [
+                models.OverwritePayloadOperation(
+                    overwrite_payload=models.SetPayload(payload=body, points=[int(item)])
+                )
+                for item, body in zip(chunk.tolist(), self._payloads(chunk), strict=True)
+            ]
+            self._call("batch_update_points", self.params["collection"], operations, wait=True)
+
+    def payload_missing(self) -> bool:
+        """Whether any point has no payload (added before one was lent, or loaded from a
+        snapshot that keeps vectors only)."""
+        models = self._models
+        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key="kind"))
+        found = self._call(
+            "count", self.params["collection"], count_filter=models.Filter(must=[empty])
+        )
+        return int(found.count) > 0
 
     def remove(self, ids: np.ndarray) -> None:
         ids = as_ids(ids)
@@ -143,14 +196,32 @@ class QdrantIndexer(Indexer):
         queries = unit_queries(queries, self.dim)
         allowed = as_allowed(allowed)
         # No count() first: it costs a scan in the in-process engine; short answers are padded.
-        nq = len(queries)
-        scores, ids = empty_result(nq, k)
         if allowed is not None and len(allowed) == 0:
-            return scores, ids
-        models = self._models
+            return empty_result(len(queries), k)
         only = None
         if allowed is not None:
-            only = models.Filter(must=[models.HasIdCondition(has_id=allowed.tolist())])
+            only = self._models.Filter(must=[self._models.HasIdCondition(has_id=allowed.tolist())])
+        return self._query(queries, k, only)
+
+    def search_where(
+        self, queries: np.ndarray, k: int, only: Filter, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` of the items passing `only`, told to the server as payload conditions
+        rather than as the ids that pass (`allowed`, used where the payload cannot say it: a
+        class, or points without a payload yet)."""
+        if only.label is not None or self._payloads is None:
+            return self.search(queries, k, allowed)
+        k = check_k(k)
+        queries = unit_queries(queries, self.dim)
+        if len(allowed) == 0:
+            return empty_result(len(queries), k)
+        return self._query(queries, k, payload_filter(self._models, only))
+
+    def _query(self, queries: np.ndarray, k: int, only: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of each query among the points passing the Qdrant filter `only`."""
+        nq = len(queries)
+        scores, ids = empty_result(nq, k)
+        models = self._models
         params = self._search_params()
         for start in range(0, nq, _BATCH):
             requests = [
@@ -211,6 +282,7 @@ class QdrantIndexer(Indexer):
                 hnsw_config=graph,
                 quantization_config=quantized,
             )
+            self._index_payload()
             return
         config = self._call("get_collection", name).config.params.vectors
         if (
@@ -222,6 +294,20 @@ class QdrantIndexer(Indexer):
                 f"qdrant collection {name!r} exists but is not one unnamed {self.dim}-d "
                 "cosine vector per point"
             )
+
+    def _index_payload(self) -> None:
+        """Create the payload indexes (the in-process engine filters without them and says
+        so in a warning, which is not news here)."""
+        for field, schema in PAYLOAD_INDEXES.items():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Payload indexes have no effect")
+                self._call(
+                    "create_payload_index",
+                    self.params["collection"],
+                    field,
+                    field_schema=self._models.PayloadSchemaType(schema),
+                    wait=True,
+                )
 
     def _search_params(self) -> Any:
         """The server's search settings: the graph's breadth, and a re-score on the original
@@ -281,3 +367,95 @@ class QdrantIndexer(Indexer):
         vector_array = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         order = np.argsort(id_array, kind="stable")
         return id_array[order], vector_array[order]
+
+
+def payload(
+    item_id: int,
+    kind: str,
+    content_id: int,
+    t: float | None,
+    taken: str | None,
+    files: Sequence[tuple[str, int]],
+) -> dict[str, Any]:
+    """What a point carries: the item, its kind, its first path, a video's id and the frame's
+    time, and each file holding it with its folders and date (the EXIF date, else the file's
+    modification time) as seconds of local wall-clock time, as filters compare them."""
+    exif = _wall_clock_text(taken)
+    placed = [
+        {
+            "folder": _text(os.path.dirname(path)),
+            "folders": _folders(path),
+            "date": exif if exif is not None else _wall_clock_ns(mtime_ns),
+        }
+        for path, mtime_ns in files
+    ]
+    body: dict[str, Any] = {"item": int(item_id), "kind": kind, "files": placed}
+    if files:
+        body["path"] = _text(files[0][0])
+    if kind == "video":
+        body["video"] = int(content_id)
+        body["t"] = t
+    return body
+
+
+def payload_filter(models: Any, only: Filter) -> Any:
+    """`only` (its label aside) as conditions on the payload; folder and dates must hold for
+    one and the same file, as the catalog asks of them."""
+    must: list[Any] = []
+    if only.kind is not None:
+        must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=only.kind)))
+    per_file: list[Any] = []
+    if only.folder is not None:
+        match = models.MatchValue(value=_text(only.folder))
+        per_file.append(models.FieldCondition(key="folders", match=match))
+    if only.since is not None or only.until is not None:
+        until = None if only.until is None or only.until == date.max else only.until
+        span = models.Range(
+            gte=None if only.since is None else _wall_clock_day(only.since),
+            lt=None if until is None else _wall_clock_day(until + timedelta(days=1)),
+        )
+        per_file.append(models.FieldCondition(key="date", range=span))
+    if per_file:
+        nested = models.Nested(key="files", filter=models.Filter(must=per_file))
+        must.append(models.NestedCondition(nested=nested))
+    return models.Filter(must=must)
+
+
+def _folders(path: str) -> list[str]:
+    """Every folder a path is under, the root first."""
+    folders, parent = [], os.path.dirname(path)
+    while True:
+        folders.append(_text(parent))
+        above = os.path.dirname(parent)
+        if above == parent:
+            return folders[::-1]
+        parent = above
+
+
+def _text(path: str) -> str:
+    """A path as JSON can carry it: bytes that are not UTF-8 become U+FFFD, on both sides of a
+    comparison alike."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _wall_clock_day(day: date) -> float:
+    return (datetime.combine(day, datetime.min.time()) - _EPOCH).total_seconds()
+
+
+def _wall_clock_text(taken: str | None) -> float | None:
+    """An EXIF date's local wall-clock time in seconds; None when there is none to read."""
+    if taken is None:
+        return None
+    try:
+        return (datetime.fromisoformat(taken).replace(tzinfo=None) - _EPOCH).total_seconds()
+    except ValueError:
+        return None
+
+
+def _wall_clock_ns(mtime_ns: int) -> float:
+    """A modification time as this machine's local wall-clock time, in seconds."""
+    try:
+        local = datetime.fromtimestamp(mtime_ns / 1e9)
+    except (ValueError, OverflowError, OSError):
+        return mtime_ns / 1e9
+    return (local - _EPOCH).total_seconds()

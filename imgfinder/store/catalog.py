@@ -29,6 +29,15 @@ from imgfinder.filters import Filter
 
 log = logging.getLogger(__name__)
 
+
+def _mark(content: str) -> str:
+    """Trigger statements that mark a content as changed in a generation not yet known."""
+    return (
+        f"DELETE FROM changed WHERE content_id = {content}; "
+        f"INSERT INTO changed VALUES ({content}, NULL);"
+    )
+
+
 #: schema step by step; a catalog at version N runs every step after N in one transaction
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -57,6 +66,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: when a photo was taken by its EXIF (ISO text, local time), for date filters; contents
     # without it are dated by their files' modification time
     ("ALTER TABLE contents ADD COLUMN taken TEXT",),
+    # 4: the generation at which each content's files (paths, times) or date last changed, so
+    # an index that keeps them beside the vectors (Qdrant's payload) updates only those; NULL
+    # until the transaction's generation is known
+    (
+        "CREATE TABLE IF NOT EXISTS changed (content_id INTEGER PRIMARY KEY, generation INTEGER)",
+        # (a trigger's own OR REPLACE gives way to the outer statement's conflict policy)
+        f"CREATE TRIGGER IF NOT EXISTS file_added AFTER INSERT ON files BEGIN "
+        f"{_mark('NEW.content_id')} END",
+        f"CREATE TRIGGER IF NOT EXISTS file_changed AFTER UPDATE ON files BEGIN "
+        f"{_mark('OLD.content_id')} {_mark('NEW.content_id')} END",
+        f"CREATE TRIGGER IF NOT EXISTS file_removed AFTER DELETE ON files BEGIN "
+        f"{_mark('OLD.content_id')} END",
+        f"CREATE TRIGGER IF NOT EXISTS date_changed AFTER UPDATE OF taken ON contents BEGIN "
+        f"{_mark('NEW.id')} END",
+        "CREATE TRIGGER IF NOT EXISTS content_removed AFTER DELETE ON contents BEGIN "
+        "DELETE FROM changed WHERE content_id = OLD.id; END",
+    ),
 )
 #: the modification time of a file as the same local ISO text as an EXIF date
 _MTIME_TAKEN = "strftime('%Y-%m-%dT%H:%M:%S', f.mtime_ns / 1000000000, 'unixepoch', 'localtime')"
@@ -118,6 +144,18 @@ class ItemRow:
     t: float | None
     path: str | None
     content_hash: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An item's kind, content, time in a video and EXIF date (local ISO text, or None), and
+    the (path, mtime_ns) of each file holding it."""
+
+    kind: str
+    content_id: int
+    t: float | None
+    taken: str | None
+    files: list[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -358,6 +396,10 @@ class Catalog:
         db.execute(
             "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
             "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+        db.execute(
+            "UPDATE changed SET generation = (SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE key = 'generation') WHERE generation IS NULL"
         )
 
     # -- roots and files --------------------------------------------------------------------
@@ -631,6 +673,38 @@ class Catalog:
             )
         rows = self._query(" ".join(sql) + " ORDER BY v.item_id", params)
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def changed_items(self, embedder_key: str, since: int) -> np.ndarray:
+        """The ids, ascending, of items with vectors under `embedder_key` whose files or date
+        changed after generation `since` (or in a change that moved no generation)."""
+        rows = self._query(
+            "SELECT v.item_id FROM changed ch JOIN items i ON i.content_id = ch.content_id "
+            "JOIN vectors v ON v.item_id = i.id AND v.embedder_key = ? "
+            "WHERE ch.generation > ? OR ch.generation IS NULL ORDER BY v.item_id",
+            (embedder_key, since),
+        )
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def placements(self, item_ids: Sequence[int]) -> dict[int, Placement]:
+        """Where each item is: its kind, content, time in a video, EXIF date and every file
+        (path and modification time) holding it; what a filter asks of it."""
+        found: dict[int, Placement] = {}
+        ids = [int(i) for i in item_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._query(
+                "SELECT i.id, c.kind, i.content_id, i.t, c.taken, f.path, f.mtime_ns "
+                "FROM items i JOIN contents c ON c.id = i.content_id "
+                f"JOIN files f ON f.content_id = c.id WHERE i.id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY i.id, f.path",
+                chunk,
+            )
+            for item_id, kind, content_id, t, taken, path, mtime_ns in rows:
+                placement = found.get(item_id)
+                if placement is None:
+                    placement = found[item_id] = Placement(kind, content_id, t, taken, [])
+                placement.files.append((from_db(path), int(mtime_ns)))
+        return found
 
     def taken_span(self) -> tuple[str, str] | None:
         """The first and last time anything was taken (ISO text, as filters compare), or None
