@@ -71,6 +71,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # until the transaction's generation is known
     (
         "CREATE TABLE IF NOT EXISTS changed (content_id INTEGER PRIMARY KEY, generation INTEGER)",
+        "CREATE INDEX IF NOT EXISTS changed_generation ON changed(generation)",
         # (a trigger's own OR REPLACE gives way to the outer statement's conflict policy)
         f"CREATE TRIGGER IF NOT EXISTS file_added AFTER INSERT ON files BEGIN "
         f"{_mark('NEW.content_id')} END",
