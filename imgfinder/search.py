@@ -32,7 +32,13 @@ from imgfinder.filters import Filter, as_filter
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import exact_search
 from imgfinder.indexers.qdrant import QdrantIndexer, payload
-from imgfinder.indexers.registry import AUTO, CHOICES, choose_indexer, create_indexer
+from imgfinder.indexers.registry import (
+    ANY_BACKEND,
+    AUTO,
+    CHOICES,
+    choose_indexer,
+    create_indexer,
+)
 from imgfinder.indexers.reranked import RerankedIndexer
 from imgfinder.indexing import Indexer as IndexRun
 from imgfinder.indexing import IndexReport, Progress
@@ -215,18 +221,18 @@ class SearchModel:
             )
         if self._index is None:
             if self.indexer_asked == AUTO:
-                self.indexer_name, self.indexer_params = choose_indexer(len(snapshot.ids))
-            self._index = self._load_saved(snapshot.generation)
-            if self._index is not None:
-                self._held, self._generation = snapshot, snapshot.generation
-                self._saved_as = snapshot.generation
-                self._lend()
+                name, chosen = choose_indexer(len(snapshot.ids))
+                kept = {k: v for k, v in self.indexer_params.items() if k in ANY_BACKEND}
+                self.indexer_name, self.indexer_params = name, {**chosen, **kept}
+            loaded = self._load_saved(snapshot.generation)
+            if loaded is not None:
+                self._lend(loaded, snapshot.ids)  # a failure here leaves nothing held
+                self._index, self._held = loaded, snapshot
+                self._generation = self._saved_as = snapshot.generation
                 return False
-            self._index = create_indexer(
-                self.indexer_name, self.embedder.dim, **self.indexer_params
-            )
-            self._held, self._saved_as = Snapshot.empty(), None
-            self._lend()
+            built = create_indexer(self.indexer_name, self.embedder.dim, **self.indexer_params)
+            self._lend(built, snapshot.ids[:0])
+            self._index, self._held, self._saved_as = built, Snapshot.empty(), None
         gone, added = snapshot.changes_from(self._held)
         if len(gone):
             self._index.remove(gone)
@@ -244,15 +250,17 @@ class SearchModel:
         self._held, self._generation = snapshot, snapshot.generation
         return self._saved_as != snapshot.generation
 
-    def _lend(self) -> None:
+    def _lend(self, index: Indexer, held: np.ndarray) -> None:
         """A re-ranking index scores its candidates with the collection's stored vectors; a
-        Qdrant one keeps where each item is as its payload, filled in once if it has none."""
-        if isinstance(self._index, RerankedIndexer):
-            self._index.read_vectors_from(self._stored_vectors)
-        if isinstance(self._index, QdrantIndexer):
-            self._index.read_payload_from(self._payloads)
-            if len(self._held.ids) and self._index.payload_missing():
-                self._index.refresh_payload(self._held.ids)
+        Qdrant one keeps where each item is as its payload, written for those of the `held`
+        items that have none (a snapshot of points keeps no payload)."""
+        if isinstance(index, RerankedIndexer):
+            index.read_vectors_from(self._stored_vectors)
+        if isinstance(index, QdrantIndexer):
+            index.read_payload_from(self._payloads)
+            missing = np.intersect1d(index.without_payload(), held) if len(held) else held
+            if len(missing):
+                index.refresh_payload(missing)
 
     def _payloads(self, ids: np.ndarray) -> list[dict[str, Any]]:
         """The Qdrant payload of each item: where its files are, its kind and dates."""

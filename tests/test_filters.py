@@ -207,7 +207,6 @@ def test_qdrant_s_payload_follows_files_that_move(
     (album / "moved").mkdir()
     os.replace(album / "few" / "f0.jpg", album / "moved" / "f0.jpg")
     model.index([album])
-    assert [Path(h.path).name for h in model.search_text("red", k=10, only=in_few)] != []
     assert {Path(h.path).name for h in model.search_text("red", k=10, only=in_few)} == {
         "f1.jpg",
         "f2.jpg",

@@ -170,12 +170,16 @@ def test_a_new_qdrant_collection_indexes_the_payload_its_filters_read(
         "video": "integer",
         "files[].folders": "keyword",
         "files[].date": "float",
+        "files[].mtime": "float",
     }
     body = qdrant.payload(7, "video", 3, 12.5, None, [("/p/clips/a.mp4", 10**18)])
     assert body["item"] == 7 and body["video"] == 3 and body["t"] == 12.5
     assert body["path"] == "/p/clips/a.mp4" and body["files"][0]["folder"] == "/p/clips"
     assert body["files"][0]["folders"] == ["/", "/p", "/p/clips"]
+    index.add(np.array([8]), unit_rows(1, seed=2))  # before a payload source is lent
     index.read_payload_from(lambda ids: [body for _ in ids])
     index.add(np.array([7]), unit_rows(1))
-    assert not index.payload_missing()
+    assert index.without_payload().tolist() == [8]
+    index.refresh_payload(np.array([8]))
+    assert index.without_payload().tolist() == []
     index.close()

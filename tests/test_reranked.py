@@ -128,7 +128,7 @@ def test_a_saved_reranked_index_is_loaded_with_the_stored_vectors(
     np.testing.assert_array_equal(index.search(queries, 10)[1], expected[1])
     np.testing.assert_allclose(index.search(queries, 10)[0], expected[0], atol=1e-6)
     index.set_search_params(rerank=1, nprobe=2)
-    assert index.params["rerank"] == 1 and index.inner.params["nprobe"] == 2
+    assert index.params["rerank"] == 1 and index.params["nprobe"] == 2
     again.close()
 
 
@@ -137,3 +137,13 @@ def test_without_stored_vectors_a_reranked_index_says_what_it_needs() -> None:
     index.add(np.arange(3), clustered(3, seed=5))
     with pytest.raises(IndexerError, match="stored vectors"):
         index.search(clustered(1, seed=6), 2)
+
+
+def test_auto_keeps_the_re_ranking_it_was_asked_for(collection: Path) -> None:
+    model = SearchModel(collection, StoredVectors(), indexer="auto", indexer_params={"rerank": 2})
+    index = model.vector_index()
+    assert isinstance(index, RerankedIndexer) and index.inner.name == "exact"
+    assert model.indexer_params == {"rerank": 2}
+    _, everything = index.search(clustered(2, seed=7), COUNT)  # deeper than factor x k allows
+    assert all(len(set(row.tolist())) == COUNT for row in everything)
+    model.close()

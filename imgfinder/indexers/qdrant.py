@@ -29,7 +29,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ PAYLOAD_INDEXES = {
     "video": "integer",
     "files[].folders": "keyword",
     "files[].date": "float",
+    "files[].mtime": "float",
 }
 _EPOCH = datetime(1970, 1, 1)
 
@@ -173,15 +174,28 @@ class QdrantIndexer(Indexer):
             ]
             self._call("batch_update_points", self.params["collection"], operations, wait=True)
 
-    def payload_missing(self) -> bool:
-        """Whether any point has no payload (added before one was lent, or loaded from a
-        snapshot that keeps vectors only)."""
+    def without_payload(self) -> np.ndarray:
+        """The ids of points with no payload (added before one was lent, or loaded from a
+        snapshot that keeps vectors only), ascending."""
         models = self._models
-        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key="kind"))
-        found = self._call(
-            "count", self.params["collection"], count_filter=models.Filter(must=[empty])
+        empty = models.Filter(
+            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="kind"))]
         )
-        return int(found.count) > 0
+        ids: list[int] = []
+        offset = None
+        while True:
+            points, offset = self._call(
+                "scroll",
+                self.params["collection"],
+                scroll_filter=empty,
+                limit=8 * _BATCH,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            ids.extend(int(point.id) for point in points)
+            if offset is None:
+                return np.sort(np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
         ids = as_ids(ids)
@@ -284,7 +298,8 @@ class QdrantIndexer(Indexer):
             )
             self._index_payload()
             return
-        config = self._call("get_collection", name).config.params.vectors
+        found = self._call("get_collection", name)
+        config = found.config.params.vectors
         if (
             not isinstance(config, models.VectorParams)
             or config.size != self.dim
@@ -294,10 +309,12 @@ class QdrantIndexer(Indexer):
                 f"qdrant collection {name!r} exists but is not one unnamed {self.dim}-d "
                 "cosine vector per point"
             )
+        if self.remote and set(PAYLOAD_INDEXES) - set(found.payload_schema or {}):
+            self._index_payload()  # a collection made before imgfinder kept payloads
 
     def _index_payload(self) -> None:
-        """Create the payload indexes (the in-process engine filters without them and says
-        so in a warning, which is not news here)."""
+        """Create the payload indexes a server lacks (the in-process engine filters without
+        them and says so in a warning, which is not news here)."""
         for field, schema in PAYLOAD_INDEXES.items():
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Payload indexes have no effect")
@@ -378,17 +395,17 @@ def payload(
     files: Sequence[tuple[str, int]],
 ) -> dict[str, Any]:
     """What a point carries: the item, its kind, its first path, a video's id and the frame's
-    time, and each file holding it with its folders and date (the EXIF date, else the file's
-    modification time) as seconds of local wall-clock time, as filters compare them."""
-    exif = _wall_clock_text(taken)
-    placed = [
-        {
-            "folder": _text(os.path.dirname(path)),
-            "folders": _folders(path),
-            "date": exif if exif is not None else _wall_clock_ns(mtime_ns),
-        }
-        for path, mtime_ns in files
-    ]
+    time, and each file holding it with its folders, its EXIF date (`date`: local wall-clock
+    seconds, as the camera wrote it) and its modification time (`mtime`: seconds since the
+    epoch, placed in local days by whoever searches, as the catalog does)."""
+    exif = _wall_clock(taken)
+    placed = []
+    for path, mtime_ns in files:
+        placed_file = {"folder": _text(os.path.dirname(path)), "folders": _folders(path)}
+        placed_file["mtime"] = mtime_ns / 1e9
+        if exif is not None:
+            placed_file["date"] = exif
+        placed.append(placed_file)
     body: dict[str, Any] = {"item": int(item_id), "kind": kind, "files": placed}
     if files:
         body["path"] = _text(files[0][0])
@@ -400,7 +417,8 @@ def payload(
 
 def payload_filter(models: Any, only: Filter) -> Any:
     """`only` (its label aside) as conditions on the payload; folder and dates must hold for
-    one and the same file, as the catalog asks of them."""
+    one and the same file, as the catalog asks of them: its EXIF date, else its modification
+    time, within the days asked for."""
     must: list[Any] = []
     if only.kind is not None:
         must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=only.kind)))
@@ -408,16 +426,24 @@ def payload_filter(models: Any, only: Filter) -> Any:
     if only.folder is not None:
         match = models.MatchValue(value=_text(only.folder))
         per_file.append(models.FieldCondition(key="folders", match=match))
+    dated: list[Any] = []
     if only.since is not None or only.until is not None:
-        until = None if only.until is None or only.until == date.max else only.until
-        span = models.Range(
-            gte=None if only.since is None else _wall_clock_day(only.since),
-            lt=None if until is None else _wall_clock_day(until + timedelta(days=1)),
+        (since, until), (after, before) = only.taken_bounds(), only.mtime_bounds()
+        exif = models.Range(
+            gte=None if since is None else _wall_clock(since),
+            lt=None if until is None else _wall_clock(until),
         )
-        per_file.append(models.FieldCondition(key="date", range=span))
-    if per_file:
-        nested = models.Nested(key="files", filter=models.Filter(must=per_file))
-        must.append(models.NestedCondition(nested=nested))
+        mtime = models.Range(
+            gte=None if after is None else after / 1e9, lt=None if before is None else before / 1e9
+        )
+        no_exif = models.IsEmptyCondition(is_empty=models.PayloadField(key="date"))
+        dated = [
+            models.FieldCondition(key="date", range=exif),
+            models.Filter(must=[no_exif, models.FieldCondition(key="mtime", range=mtime)]),
+        ]
+    if per_file or dated:
+        inside = models.Filter(must=per_file or None, should=dated or None)
+        must.append(models.NestedCondition(nested=models.Nested(key="files", filter=inside)))
     return models.Filter(must=must)
 
 
@@ -433,29 +459,17 @@ def _folders(path: str) -> list[str]:
 
 
 def _text(path: str) -> str:
-    """A path as JSON can carry it: bytes that are not UTF-8 become U+FFFD, on both sides of a
-    comparison alike."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A path as JSON can carry it: bytes that are not UTF-8 written as backslash escapes,
+    on both sides of a comparison alike."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _wall_clock_day(day: date) -> float:
-    return (datetime.combine(day, datetime.min.time()) - _EPOCH).total_seconds()
-
-
-def _wall_clock_text(taken: str | None) -> float | None:
-    """An EXIF date's local wall-clock time in seconds; None when there is none to read."""
-    if taken is None:
+def _wall_clock(text: str | None) -> float | None:
+    """Local wall-clock ISO text (an EXIF date, or a day) as seconds from 1970-01-01 00:00 of
+    the same clock; None when there is none to read."""
+    if text is None:
         return None
     try:
-        return (datetime.fromisoformat(taken).replace(tzinfo=None) - _EPOCH).total_seconds()
+        return (datetime.fromisoformat(text).replace(tzinfo=None) - _EPOCH).total_seconds()
     except ValueError:
         return None
-
-
-def _wall_clock_ns(mtime_ns: int) -> float:
-    """A modification time as this machine's local wall-clock time, in seconds."""
-    try:
-        local = datetime.fromtimestamp(mtime_ns / 1e9)
-    except (ValueError, OverflowError, OSError):
-        return mtime_ns / 1e9
-    return (local - _EPOCH).total_seconds()

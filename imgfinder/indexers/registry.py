@@ -47,6 +47,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+#: parameters every backend takes (each wraps it), kept when `auto` chooses the backend
+ANY_BACKEND = ("pca", "rerank")
 #: not a backend: the choice `SearchModel` makes by the collection's size when asked for it
 AUTO = "auto"
 #: `auto` keeps exact search up to this many vectors: about 30 ms a query on 2 cores, where

@@ -26,6 +26,8 @@ from imgfinder.indexers.common import check_k, cosines, finish, positive_int, un
 
 #: ids (each stored, none negative) -> their stored vectors as float32 rows
 VectorSource = Callable[[np.ndarray], np.ndarray]
+#: candidate rows read and scored together
+_ROWS_AT_ONCE = 65536
 
 
 class RerankedIndexer(Indexer):
@@ -54,17 +56,23 @@ class RerankedIndexer(Indexer):
     ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
-        _, ids = self.inner.search(queries, k * self.factor, allowed)
         if self._vectors is None:
             raise IndexerError(
                 "re-ranking needs the stored vectors: search it through a collection"
             )
-        flat = ids.ravel()
-        rows = np.zeros((len(flat), self.dim), dtype=np.float32)
-        found = flat >= 0
-        if found.any():
-            rows[found] = self._vectors(flat[found])
-        return finish(cosines(queries, rows.reshape(*ids.shape, self.dim), ids), ids, k)
+        wider = max(k, min(k * self.factor, len(self.inner)))
+        _, ids = self.inner.search(queries, wider, allowed)
+        scores = np.full(ids.shape, -np.inf, dtype=np.float32)
+        # a block of queries at a time, so the rows read stay bounded however deep the search
+        step = max(1, _ROWS_AT_ONCE // wider)
+        for start in range(0, len(queries), step):
+            block = ids[start : start + step]
+            found = block >= 0
+            rows = np.zeros((*block.shape, self.dim), dtype=np.float32)
+            if found.any():
+                rows[found] = self._vectors(block[found])
+            scores[start : start + step] = cosines(queries[start : start + step], rows, block)
+        return finish(scores, ids, k)
 
     def set_search_params(self, **params: Any) -> None:
         """Change the factor (`rerank`) and the backend's own query-time knobs."""
@@ -75,6 +83,7 @@ class RerankedIndexer(Indexer):
             if tune is None:
                 raise IndexerError(f"{self.inner.name} has no query-time parameters")
             tune(**params)
+        self.params = {**self.inner.params, "rerank": self.factor}  # what a save records
 
     def __len__(self) -> int:
         return len(self.inner)

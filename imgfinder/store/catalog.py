@@ -678,11 +678,14 @@ class Catalog:
     def changed_items(self, embedder_key: str, since: int) -> np.ndarray:
         """The ids, ascending, of items with vectors under `embedder_key` whose files or date
         changed after generation `since` (or in a change that moved no generation)."""
+        # from the few changed contents out (CROSS JOIN keeps SQLite's planner from starting
+        # at the vectors, which would read every row of the embedder)
         rows = self._query(
-            "SELECT v.item_id FROM changed ch JOIN items i ON i.content_id = ch.content_id "
-            "JOIN vectors v ON v.item_id = i.id AND v.embedder_key = ? "
-            "WHERE ch.generation > ? OR ch.generation IS NULL ORDER BY v.item_id",
-            (embedder_key, since),
+            "SELECT v.item_id FROM (SELECT content_id FROM changed WHERE generation > ? "
+            "UNION ALL SELECT content_id FROM changed WHERE generation IS NULL) ch "
+            "CROSS JOIN items i ON i.content_id = ch.content_id "
+            "CROSS JOIN vectors v ON v.item_id = i.id AND v.embedder_key = ? ORDER BY v.item_id",
+            (since, embedder_key),
         )
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
@@ -696,15 +699,16 @@ class Catalog:
             rows = self._query(
                 "SELECT i.id, c.kind, i.content_id, i.t, c.taken, f.path, f.mtime_ns "
                 "FROM items i JOIN contents c ON c.id = i.content_id "
-                f"JOIN files f ON f.content_id = c.id WHERE i.id IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY i.id, f.path",
+                "LEFT JOIN files f ON f.content_id = c.id "
+                f"WHERE i.id IN ({','.join('?' * len(chunk))}) ORDER BY i.id, f.path",
                 chunk,
             )
             for item_id, kind, content_id, t, taken, path, mtime_ns in rows:
                 placement = found.get(item_id)
                 if placement is None:
                     placement = found[item_id] = Placement(kind, content_id, t, taken, [])
-                placement.files.append((from_db(path), int(mtime_ns)))
+                if path is not None:  # a content no file holds any more is still its kind
+                    placement.files.append((from_db(path), int(mtime_ns)))
         return found
 
     def taken_span(self) -> tuple[str, str] | None:
