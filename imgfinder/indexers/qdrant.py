@@ -222,7 +222,7 @@ class QdrantIndexer(Indexer):
     ) -> tuple[np.ndarray, np.ndarray]:
         """`search` of the items passing `only`, told to the server as payload conditions
         rather than as the ids that pass (`allowed`, used where the payload cannot say it: a
-        class, or points without a payload yet)."""
+        class, or no payload lent)."""
         if only.label is not None or self._payloads is None:
             return self.search(queries, k, allowed)
         k = check_k(k)

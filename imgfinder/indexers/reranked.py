@@ -77,7 +77,7 @@ class RerankedIndexer(Indexer):
     def set_search_params(self, **params: Any) -> None:
         """Change the factor (`rerank`) and the backend's own query-time knobs."""
         if "rerank" in params:
-            self.factor = self.params["rerank"] = positive_int("rerank", params.pop("rerank"))
+            self.factor = positive_int("rerank", params.pop("rerank"))
         if params:
             tune = getattr(self.inner, "set_search_params", None)
             if tune is None:
