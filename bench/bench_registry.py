@@ -131,6 +131,23 @@ HF_CONFIGS: dict[str, dict[str, Any]] = {
         "layer_norm_eps": 1e-5,
     }
 }
+#: architectures open_clip 3.3 has no config for, as their authors publish them (TinyCLIP:
+#: microsoft/Cream, TinyCLIP/src/open_clip/model_configs/; vision heads are width / 64); the
+#: registry's entries read the same from their repository's open_clip_config.json
+REPO_CONFIGS: dict[str, dict[str, Any]] = {
+    f"TinyCLIP-ViT-{vision}M-32-Text-{text}M": {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": width, "patch_size": 32},
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 512,
+            "heads": 8,
+            "layers": layers,
+        },
+    }
+    for vision, text, width, layers in ((40, 19, 512, 6), (61, 29, 640, 9))
+}
 COMMIT = "0" * 40
 CALIBRATION_NOTE = (
     "random batch-norm statistics collapse every image onto one vector (mean cosine 1.000) "
@@ -155,7 +172,6 @@ class Target:
     config: dict[str, Any] | None = None
     #: FastViT towers: batch-norm statistics set on photo-like images (see calibrate_batch_norm)
     calibrate_bn: bool = False
-    reparameterize: bool = False
 
     @property
     def slug(self) -> str:
@@ -211,7 +227,7 @@ def registry_targets(model_dir: Path) -> tuple[list[Target], list[dict[str, str]
         if info.family == "demo":
             add(info.key, "demo", "demo", top1)
         elif info.family in ("open_clip", "immich"):
-            config = open_clip_config(info.architecture)
+            config = open_clip_config(info.architecture) or REPO_CONFIGS.get(info.architecture)
             if config is None:
                 unmeasured.append(
                     {
@@ -268,29 +284,15 @@ def registry_targets(model_dir: Path) -> tuple[list[Target], list[dict[str, str]
                 config={"ruclip": dims},
             )
     ordered = sorted(targets.values(), key=lambda t: (t.name != REFERENCE, t.kind == "demo"))
-    for target in list(ordered):
+    for target in ordered:
         vision = (target.config or {}).get("vision_cfg", {})
         if str(vision.get("timm_model_name", "")).startswith("fastvit"):
             target.calibrate_bn = True
             target.notes.append(CALIBRATION_NOTE)
-            target.notes.append("exported as imgfinder exports it today (training-time branches)")
-            twin = Target(
-                name=f"{target.name} (reparameterized)",
-                kind="open_clip",
-                keys=list(target.keys),
-                top1=dict(target.top1),
-                architecture=target.architecture,
-                config=target.config,
-                calibrate_bn=True,
-                reparameterize=True,
-                notes=[
-                    CALIBRATION_NOTE,
-                    "FastViT's training-time branches fused (timm reparameterize_model) "
-                    "before export, as MobileCLIP is meant to run; imgfinder does not do "
-                    "this yet",
-                ],
+            target.notes.append(
+                "FastViT's training-time branches fused (timm reparameterize_model) after "
+                "that, as imgfinder runs MobileCLIP"
             )
-            ordered.insert(ordered.index(target) + 1, twin)
     return ordered, unmeasured
 
 
@@ -396,6 +398,26 @@ def write_stand_ins(target: Target, models: Path) -> list[str]:
     return notes
 
 
+def write_repo_folder(target: Target, folder: Path) -> list[str]:
+    """A repository as the registry's entry pulls it (open_clip_config.json and weights),
+    for an architecture open_clip has no name for, with random weights."""
+    from safetensors.torch import save_file
+
+    from imgfinder.embedders.export import import_torch, seeded
+
+    import_torch()
+    import open_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": target.config, "preprocess_cfg": {}}
+    (folder / registry.REPO_CONFIG).write_text(json.dumps(config))
+    with seeded():
+        model = open_clip.create_model(f"{registry.LOCAL_DIR}{folder}")
+    state = {name: value.contiguous() for name, value in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    return ["its repository's open_clip_config.json as its authors publish the architecture"]
+
+
 def write_yttm_stand_in(path: Path, texts: list[str]) -> None:
     """A YouTokenToMe model file over the characters of `texts` whose merges make each of
     their words one token (ids: pad 0, unk 1, bos 2, eos 3, "▁" and characters from 4)."""
@@ -463,40 +485,36 @@ def build(target: Target, runtime: str, work: Path) -> Any:
     from imgfinder.embedders.families.openclip import OpenClipEmbedder
 
     cls = bench_open_clip_class() if target.calibrate_bn else OpenClipEmbedder
+    from_repo = target.architecture in REPO_CONFIGS
     model = cls(
         str(target.architecture),
-        None,
+        f"{registry.LOCAL_DIR}{work / 'repos' / target.slug}" if from_repo else None,
         runtime=runtime,
         cache_dir=work / "models",
         onnx_dir=work / "onnx",
     )
-    if target.calibrate_bn:
-        model.reparameterize = target.reparameterize
     return model
 
 
 @functools.cache
 def bench_open_clip_class() -> type:
-    """OpenClipEmbedder whose torch model gets its batch-norm statistics set before export,
-    and optionally FastViT's branches fused (a change of source key for each)."""
-    from imgfinder.embedders.families.openclip import OpenClipEmbedder
+    """OpenClipEmbedder whose torch model gets its batch-norm statistics set before export
+    (a change of source key): set on the model as built, then fused as imgfinder fuses it
+    (folding random statistics into the convolutions first would keep them)."""
+    from unittest import mock
 
-    class BenchOpenClip(OpenClipEmbedder):
-        reparameterize = False
+    from imgfinder.embedders.families import openclip
 
+    class BenchOpenClip(openclip.OpenClipEmbedder):
         @property
         def source_key(self) -> str:
-            key = f"{super().source_key}:bn-calibrated"
-            return f"{key}:reparameterized" if self.reparameterize else key
+            return f"{super().source_key}:bn-calibrated"
 
         def _load_torch_model(self) -> Any:
-            model, preprocess, tokenize = super()._load_torch_model()
+            with mock.patch.object(openclip, "fused", lambda model: model):
+                model, preprocess, tokenize = super()._load_torch_model()
             calibrate_batch_norm(model.visual, preprocess)
-            if self.reparameterize:
-                from timm.utils import reparameterize_model
-
-                model = reparameterize_model(model)
-            return model, preprocess, tokenize
+            return openclip.fused(model), preprocess, tokenize
 
     return BenchOpenClip
 
@@ -561,6 +579,8 @@ def export_task(target: Target, work: Path) -> dict[str, Any]:
             return {"seconds": round(time.perf_counter() - started, 1), "notes": notes}
         if target.kind == "ruclip":
             notes += write_ruclip_folder(target, work / "ruclip" / target.slug)
+        elif target.architecture in REPO_CONFIGS:
+            notes += write_repo_folder(target, work / "repos" / target.slug)
         else:
             notes += write_stand_ins(target, work / "models")
         model = build(target, "onnx-int8", work)
@@ -806,8 +826,7 @@ def measure_target(
         text_vectors: dict[str, np.ndarray] = {}
         offset, plan = 0, [[8]]
         r, speed_only = 0, False
-        # a reparameterized twin has the same text tower as its plain row
-        text_rounds = 1 if target.reparameterize else 2
+        text_rounds = 2
         while r < len(plan):
             sizes = plan[r]
             order = ("fp32", "int8") if r % 2 == 0 else ("int8", "fp32")

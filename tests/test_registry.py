@@ -112,8 +112,7 @@ def test_every_entry_is_valid() -> None:
 
 
 def test_measured_speeds_are_the_bench_s_own() -> None:
-    """Each entry's `images_per_s` is what bench_models measured for its architecture (the
-    fused row where MobileCLIP's branches are fused before running)."""
+    """Each entry's `images_per_s` is what bench_models measured for its architecture."""
     results = Path(__file__).parents[1] / "bench" / "results" / "models.json"
     rows = json.loads(results.read_text())["registry"]["rows"]
     measured: dict[str, set[tuple[float, float]]] = {}
@@ -182,6 +181,45 @@ def test_a_new_architecture_needs_only_a_models_toml_entry(tmp_path: Path) -> No
     assert (vectors * expected).sum(axis=1).min() > 0.9999
     random = OpenClipEmbedder("ViT-B-32").key
     assert embedder.key.startswith("open_clip:tiny-vit:dir-") and embedder.key != random
+
+
+def test_tinyclip_loads_from_its_repository_s_own_config(tmp_path: Path) -> None:
+    """TinyCLIP's registry entry needs no loader: its repository's open_clip_config.json (here
+    its towers' widths and patch at one layer each, random weights) is what builds it."""
+    open_clip = pytest.importorskip("open_clip")
+    import torch
+    from safetensors.torch import save_file
+
+    info = get_model("tinyclip-vit-40m-32")
+    assert info.pretrained is None and "open_clip_config.json" in info.files
+    repo = repo_dir(str(info.hf_repo), tmp_path)
+    repo.mkdir(parents=True)
+    model_cfg = {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 1, "width": 512, "patch_size": 32},
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 512,
+            "heads": 8,
+            "layers": 1,
+        },
+    }
+    (repo / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    torch.manual_seed(3)
+    model = open_clip.create_model(f"local-dir:{repo}").eval()
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(repo / "open_clip_model.safetensors"),
+    )
+    assert {i.key: i for i in list_models(tmp_path)}["tinyclip-vit-40m-32"].present
+    embedder = create_embedder("tinyclip-vit-40m-32", model_dir=tmp_path, runtime="onnx")
+    vectors = embedder.embed_texts(["a dog on a beach"])
+    with torch.no_grad():
+        tokens = open_clip.get_tokenizer(f"local-dir:{repo}")(["a dog on a beach"])
+        expected = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
+    assert vectors.shape == (1, 512) and float((vectors * expected).sum()) > 0.9999
+    assert embedder.languages == ("en",)
 
 
 def test_a_bad_user_entry_names_its_file(tmp_path: Path) -> None:
