@@ -72,7 +72,9 @@ def test_every_entry_is_valid() -> None:
             continue
         assert info.url == f"https://huggingface.co/{info.hf_repo}"
         assert missing_message(info).count(".") <= 8  # one sentence, file names aside
-        if info.family == "open_clip":
+        if info.family == "open_clip" and info.pretrained is None:  # its repository says
+            assert "open_clip_config.json" in info.files, info.key
+        elif info.family == "open_clip":
             config = open_clip.get_model_config(info.architecture)
             assert config is not None, info.key
             assert config["vision_cfg"]["image_size"] == info.image_size, info.key
