@@ -138,14 +138,8 @@ class Collection:
         return Labels.from_manifest(read_manifest(self.dir / MANIFEST))
 
     def set_labels(self, labels: Labels | None) -> None:
-        """Sort items into `labels` from now on (None: no classes); under the writer lock."""
-        with self.writer():
-            self.manifest = read_manifest(self.dir / MANIFEST)
-            if labels is None:
-                self.manifest.pop("labels", None)
-            else:
-                self.manifest["labels"] = labels.to_manifest()
-            self.save_manifest()
+        """Sort items into `labels` from now on (None: no classes)."""
+        self._set_in_manifest("labels", None if labels is None else labels.to_manifest())
 
     def watched(self) -> bool:
         """Whether the collection's folders are to be watched for changes, as the manifest on
@@ -153,9 +147,17 @@ class Collection:
         return bool(read_manifest(self.dir / MANIFEST).get("watch", False))
 
     def set_watched(self, on: bool) -> None:
+        self._set_in_manifest("watch", on)
+
+    def _set_in_manifest(self, name: str, value: object) -> None:
+        """Set (or, with None, drop) one entry of the manifest as it is on disk now, under the
+        writer lock: another process may have changed other entries since this one read it."""
         with self.writer():
             self.manifest = read_manifest(self.dir / MANIFEST)
-            self.manifest["watch"] = on
+            if value is None:
+                self.manifest.pop(name, None)
+            else:
+                self.manifest[name] = value
             self.save_manifest()
 
     def classes_file(self, embedder_key: str, labels: Labels) -> Path:
