@@ -34,7 +34,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from imgfinder.media.scan import SYSTEM_FOLDERS, media_kind
+from imgfinder.media.scan import is_hidden, media_kind
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,6 @@ class FolderWatch:
         #: set as `stop` begins: an `on_change` under way may end early (a cancelled index
         #: run resumes next time), so that stopping does not wait for a whole run
         self.stopping = threading.Event()
-
-    @property
-    def roots(self) -> list[str]:
-        """The folders it was asked to watch (skipped ones too), as absolute paths."""
-        return [str(root) for root in self._roots]
 
     def start(self) -> None:
         """Start watching; a folder that cannot be watched is logged and listed as skipped."""
@@ -254,7 +249,7 @@ def _counts(watched: str, path: str, *, is_directory: bool) -> bool:
     relative = os.path.relpath(path, watched)
     parts = [] if relative == os.curdir else relative.split(os.sep)
     for part in parts:
-        if part.startswith((".", "~")) or part.casefold() in SYSTEM_FOLDERS:
+        if is_hidden(part) or part.startswith("~"):  # "~": an editor's lock file
             return False
         if os.path.splitext(part)[1].lower() in _TEMP_SUFFIXES:
             return False

@@ -205,7 +205,7 @@ class _Walker:
     def visit(self, entry: os.DirEntry[str], root: Path) -> bool:
         """Record a file entry; True when the entry is a folder to descend into."""
         name = entry.name
-        if not self.include_hidden and _is_hidden(name):
+        if not self.include_hidden and is_hidden(name):
             return False
         try:
             is_dir = entry.is_dir()
@@ -241,7 +241,8 @@ class _Walker:
         self.result.skipped.append(Skipped(_display(path), reason))
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """A hidden or system folder's (or file's) name, which `scan` leaves out."""
     return name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
 
 
