@@ -315,9 +315,9 @@ class QdrantIndexer(Indexer):
     def _index_payload(self) -> None:
         """Create the payload indexes a server lacks (the in-process engine filters without
         them and says so in a warning, which is not news here)."""
-        for field, schema in PAYLOAD_INDEXES.items():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Payload indexes have no effect")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Payload indexes have no effect")
+            for field, schema in PAYLOAD_INDEXES.items():
                 self._call(
                     "create_payload_index",
                     self.params["collection"],

@@ -136,25 +136,6 @@ def model_download(service: Service, selection: Selection, missing: str) -> None
     st.button(label, on_click=service.start_pull, args=(key,), type="primary")
 
 
-@st.fragment(run_every=0.5)
-def pull_progress(service: Service, key: str) -> None:
-    status = service.pull_status(key)
-    if status is None or not status.running:
-        st.rerun()
-        return
-    fraction = status.done / status.total if status.total else 0.0
-    line = t(
-        "Downloading {file} · {done}/{total}",
-        file=status.current,
-        done=status.done,
-        total=status.total,
-    )
-    st.progress(fraction, text=md(line))
-
-
-# -- search ---------------------------------------------------------------------------------
-
-
 def model_speed(service: Service, selection: Selection) -> None:
     info = service.model_info(selection.model)
     if info is None:
@@ -178,3 +159,19 @@ def model_speed(service: Service, selection: Selection) -> None:
             time=duration(estimate.seconds),
         )
     st.caption(line)
+
+
+@st.fragment(run_every=0.5)
+def pull_progress(service: Service, key: str) -> None:
+    status = service.pull_status(key)
+    if status is None or not status.running:
+        st.rerun()
+        return
+    fraction = status.done / status.total if status.total else 0.0
+    line = t(
+        "Downloading {file} · {done}/{total}",
+        file=status.current,
+        done=status.done,
+        total=status.total,
+    )
+    st.progress(fraction, text=md(line))
