@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -28,6 +29,10 @@ SMALL_DEMO_IMAGES = 300
 def pytest_configure(config: pytest.Config) -> None:
     """Collections named in tests live in a data folder of their own, never the user's."""
     os.environ["IMGFINDER_DATA_DIR"] = tempfile.mkdtemp(prefix="imgfinder-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("IMGFINDER_DATA_DIR", ""), ignore_errors=True)
 
 
 PALETTE = {

