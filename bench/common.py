@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import platform
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,36 @@ def photo_like(width: int, height: int, seed: int) -> Image.Image:
     array = np.asarray(image, dtype=np.int16)
     array = array + rng.integers(-10, 11, size=array.shape, dtype=np.int16)
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+#: MPF type of a camera's Full-HD-sized preview (CIPA DC-007), as Sony and Panasonic write it
+LARGE_THUMBNAIL_FULL_HD = 0x010002
+
+
+def camera_jpeg(
+    path: Path,
+    photo: Image.Image,
+    preview: Image.Image,
+    mp_type: int = LARGE_THUMBNAIL_FULL_HD,
+    **options: Any,
+) -> Path:
+    """A JPEG laid out as cameras write one: the photo, then a reduced copy of it in the same
+    file, listed in the photo's MPF index as `mp_type`.
+
+    Pillow writes the pair (`options` go to its JPEG encoder, e.g. exif, quality) but types the
+    second picture "Undefined"; its index entry is then retyped in place.
+    """
+    buffer = io.BytesIO()
+    photo.save(buffer, format="MPO", save_all=True, append_images=[preview], **options)
+    data = bytearray(buffer.getvalue())
+    buffer.seek(0)
+    with Image.open(buffer) as written:
+        entry = written.mpinfo[0xB002][1]  # type: ignore[attr-defined]
+    untyped = struct.pack("<LLL", 0, entry["Size"], entry["DataOffset"])
+    where = data.index(untyped)
+    data[where : where + 4] = struct.pack("<L", mp_type)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def write_result(name: str, data: dict[str, Any], table: str) -> None:

@@ -17,8 +17,11 @@ from conftest import png_claiming_size
 from PIL import Image
 
 from imgfinder.errors import MediaError
-from imgfinder.media.images import decode_ahead, open_image, register_heif, to_rgb
+from imgfinder.media.images import decode_ahead, open_image, register_heif, taken_at, to_rgb
 from imgfinder.media.scan import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import LARGE_THUMBNAIL_FULL_HD, camera_jpeg
 
 # ---------------------------------------------------------------- helpers
 
@@ -441,6 +444,80 @@ def test_draft_keeps_shortest_side_and_is_faster(big_jpeg: Path) -> None:
     drafted, full = _best_cpu_ms(lambda: open_image(big_jpeg, 224), lambda: open_image(big_jpeg))
     assert open_image(big_jpeg).size == (4000, 3000)
     assert drafted * 1.5 < full, (drafted, full)
+
+
+RED, BLUE = (220, 30, 30), (30, 60, 220)
+
+
+def _camera_file(
+    path: Path, preview_size: tuple[int, int] = (1200, 900), **options: object
+) -> Path:
+    """A red 2400x1800 photo whose camera preview is blue, so the colour says which was read;
+    the preview has no EXIF of its own, so its orientation and date can only be the photo's."""
+    preview = Image.new("RGB", preview_size, BLUE)
+    preview.encoderinfo = {"exif": b""}  # Pillow would give every picture the photo's EXIF
+    return camera_jpeg(path, Image.new("RGB", (2400, 1800), RED), preview, quality=90, **options)
+
+
+def test_a_camera_preview_stands_in_for_the_photo_with_the_photo_s_exif(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    exif.get_ifd(0x8769)[36867] = "2024:05:01 10:00:00"
+    path = _camera_file(tmp_path / "camera.jpg", exif=exif)
+    image = open_image(path, 224)
+    assert image.size == (225, 300)  # 1200x900 at 1/4 scale, turned upright
+    assert close_to(image.getpixel((112, 150)), BLUE, 8)
+    assert taken_at(image) == "2024-05-01T10:00:00"
+    whole = open_image(path)  # no target size: the photo itself
+    assert whole.size == (1800, 2400) and close_to(whole.getpixel((900, 1200)), RED, 8)
+
+
+def test_a_camera_preview_embeds_like_its_photo(tmp_path: Path) -> None:
+    """The demo model's vectors from the previews are the photos' own, each nearest its photo."""
+    from imgfinder.demo import world
+    from imgfinder.embedders.registry import create_embedder
+
+    embedder = create_embedder("demo")
+    paths = []
+    for number, scene in enumerate(world.make_dataset(8, seed=7)):
+        photo = world.render(scene, 1000, supersample=1)
+        preview = photo.resize((600, 600), Image.Resampling.LANCZOS)
+        paths.append(camera_jpeg(tmp_path / f"{number}.jpg", photo, preview, quality=90))
+    side = embedder.image_size
+    assert open_image(paths[0], side).size == (75, 75)  # the preview at 1/8 (the photo: 125)
+    from_previews = embedder.embed_images([open_image(path, side) for path in paths])
+    from_photos = embedder.embed_images([open_image(path) for path in paths])
+    similarity = from_previews @ from_photos.T
+    assert similarity.diagonal().min() > 0.99
+    assert (similarity.argmax(axis=1) == np.arange(len(paths))).all()
+
+
+@pytest.mark.parametrize(
+    ("case", "preview_size", "mp_type"),
+    [
+        ("gain map or other untyped picture", (1200, 900), 0x000000),
+        ("stereo view", (1200, 900), 0x020002),
+        ("smaller than the model's input", (200, 150), LARGE_THUMBNAIL_FULL_HD),
+        ("framed unlike the photo (a stale crop)", (1200, 800), LARGE_THUMBNAIL_FULL_HD),
+    ],
+)
+def test_pictures_that_are_not_a_usable_preview_leave_the_photo(
+    tmp_path: Path, case: str, preview_size: tuple[int, int], mp_type: int
+) -> None:
+    path = _camera_file(tmp_path / "camera.jpg", preview_size, mp_type=mp_type)
+    image = open_image(path, 224)
+    assert image.size == (300, 225), case  # the photo at 1/8 scale
+    assert close_to(image.getpixel((150, 112)), RED, 8), case
+
+
+def test_a_damaged_preview_leaves_the_photo(tmp_path: Path) -> None:
+    path = _camera_file(tmp_path / "camera.jpg")
+    with Image.open(path) as written:
+        preview_bytes = written.mpinfo[0xB002][1]["Size"]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - preview_bytes // 2])
+    image = open_image(path, 224)
+    assert image.size == (300, 225) and close_to(image.getpixel((150, 112)), RED, 8)
 
 
 @pytest.mark.parametrize(
