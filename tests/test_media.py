@@ -414,6 +414,28 @@ def test_heic_when_pillow_heif_is_installed(tmp_path: Path) -> None:
     assert close_to(image.getpixel((32, 24)), (200, 30, 30), 12)
 
 
+def test_a_heic_s_own_thumbnail_stands_in_when_large_enough(tmp_path: Path) -> None:
+    if not register_heif():
+        pytest.skip("pillow-heif is not installed")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2024:05:01 10:00:00"
+    photo = _halves(800, 600)
+    path = tmp_path / "phone.heic"
+    try:
+        photo.save(path, quality=90, thumbnails=[320], exif=exif)
+    except (KeyError, OSError, ValueError) as exc:
+        pytest.skip(f"this pillow-heif cannot encode HEIC: {exc}")
+    with Image.open(path) as written:
+        if not written.info.get("thumbnails"):
+            pytest.skip("this pillow-heif writes no HEIC thumbnails")
+    image = open_image(path, 224)
+    assert image.size == (320, 240)  # the thumbnail; the photo would be box-reduced to 400x300
+    assert close_to(image.getpixel((80, 120)), (255, 0, 0), 16)
+    assert close_to(image.getpixel((240, 120)), (0, 0, 255), 16)
+    assert taken_at(image) == "2024-05-01T10:00:00"
+    assert open_image(path, 256).size == (400, 300)  # 240 px is short of 256: the photo
+
+
 # ---------------------------------------------------------------- reduced decoding
 
 

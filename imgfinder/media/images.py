@@ -121,6 +121,12 @@ def _decode(handle: IO[bytes], target_size: int | None, max_pixels: int) -> Imag
         # draft() divides by the largest of 8, 4, 2, 1 that keeps EACH side at least the
         # requested side, so asking for a target square keeps the shorter side >= target.
         image.draft("RGB", (target_size, target_size))
+    elif target_size is not None and image.format == "HEIF":
+        # pillow-heif's draft() picks the smallest embedded thumbnail with each side at least
+        # the target that is a scaled copy of the photo (same shape, rotation, crop and colour
+        # profile), else keeps the photo: a 12 MP HEIC costs about 1.8 s of CPU, its 320x240
+        # thumbnail about 15 ms.
+        image.draft("RGB", (target_size, target_size))
     image.load()
     return _upright_reduced(image, target_size)
 
