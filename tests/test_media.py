@@ -434,6 +434,14 @@ def test_a_heic_s_own_thumbnail_stands_in_when_large_enough(tmp_path: Path) -> N
     assert close_to(image.getpixel((240, 120)), (0, 0, 255), 16)
     assert taken_at(image) == "2024-05-01T10:00:00"
     assert open_image(path, 256).size == (400, 300)  # 240 px is short of 256: the photo
+    assert open_image(path, 320, longer_side=True).size == (320, 240)  # a grid thumbnail's
+
+
+def test_a_thumbnail_that_fits_a_square_decodes_less(tmp_path: Path) -> None:
+    path = save(photo_like(1632, 1224), tmp_path / "2mp.jpg", quality=90)
+    assert open_image(path, 320).size == (816, 612)  # shorter side >= 320: 1/2 scale
+    assert open_image(path, 320, longer_side=True).size == (408, 306)  # longer side: 1/4
+    assert open_image(path, 2000, longer_side=True).size == (1632, 1224)  # never enlarged
 
 
 # ---------------------------------------------------------------- reduced decoding

@@ -80,13 +80,15 @@ def open_image(
     source: str | os.PathLike[str] | IO[bytes],
     target_size: int | None = None,
     *,
+    longer_side: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decode the first frame of an image as upright RGB, reduced but never below `target_size`.
 
-    With `target_size`, the shorter side of the result is at least `target_size` (or the
-    original size, if smaller) and usually under twice that, so the embedder's own resize is
-    cheap. Raises `MediaError` with a short reason for anything that is not a usable image.
+    With `target_size`, the shorter side of the result (the longer one with `longer_side`, for a
+    thumbnail that fits a square) is at least `target_size`, or the original's if smaller, and
+    usually under twice that, so the embedder's own resize is cheap. Raises `MediaError` with a
+    short reason for anything that is not a usable image.
     """
     if target_size is not None and target_size < 1:
         raise ValueError(f"target_size must be positive, got {target_size}")
@@ -96,45 +98,59 @@ def open_image(
             with open(source, "rb") as handle:
                 if os.fstat(handle.fileno()).st_size == 0:
                     raise MediaError("empty file")
-                return _decode(handle, target_size, max_pixels)
-        return _decode(source, target_size, max_pixels)
+                return _decode(handle, target_size, longer_side, max_pixels)
+        return _decode(source, target_size, longer_side, max_pixels)
     except MediaError:
         raise
     except Exception as exc:  # plugins raise many types on malformed input; all mean "bad file"
         raise MediaError(_reason(exc)) from exc
 
 
-def _decode(handle: IO[bytes], target_size: int | None, max_pixels: int) -> Image.Image:
+def _decode(
+    handle: IO[bytes], target_size: int | None, longer_side: bool, max_pixels: int
+) -> Image.Image:
     image = Image.open(handle)  # reads the header only
     width, height = image.size
     if width < 1 or height < 1:
         raise MediaError("image has no pixels")
     if width * height > max_pixels:
         raise MediaError(f"image too large: {width}x{height} is over {max_pixels:,} pixels")
-    if target_size is not None and image.format in ("JPEG", "MPO"):
-        preview = _camera_preview(image, target_size)
+    if target_size is None:
+        image.load()
+        return _upright_rgb(image)
+    box = _smallest_box(image.size, target_size, longer_side)
+    if image.format in ("JPEG", "MPO"):
+        preview = _camera_preview(image, box)
         if preview is not None:
-            return _upright_reduced(preview, target_size)
+            return _reduced(_upright_rgb(preview), target_size, longer_side)
         if image.tell() != 0:  # a preview was tried and refused: start again on the photo
             handle.seek(0)
             image = Image.open(handle)
-        # draft() divides by the largest of 8, 4, 2, 1 that keeps EACH side at least the
-        # requested side, so asking for a target square keeps the shorter side >= target.
-        image.draft("RGB", (target_size, target_size))
-    elif target_size is not None and image.format == "HEIF":
-        # pillow-heif's draft() picks the smallest embedded thumbnail with each side at least
-        # the target that is a scaled copy of the photo (same shape, rotation, crop and colour
-        # profile), else keeps the photo: a 12 MP HEIC costs about 1.8 s of CPU, its 320x240
-        # thumbnail about 15 ms.
-        image.draft("RGB", (target_size, target_size))
+    if image.format in ("JPEG", "MPO", "HEIF"):
+        # A JPEG's draft() divides by the largest of 8, 4, 2, 1 that keeps each side at least
+        # the box's (DCT scaling). pillow-heif's picks the smallest embedded thumbnail at least
+        # the box that is a scaled copy of the photo (same shape, rotation, crop and colour
+        # profile), else keeps the photo: a 12 MP HEIC costs about 1.9 s of CPU, its 320x240
+        # thumbnail about 20 ms.
+        image.draft("RGB", box)
     image.load()
-    return _upright_reduced(image, target_size)
+    return _reduced(_upright_rgb(image), target_size, longer_side)
 
 
-def _camera_preview(image: Image.Image, target_size: int) -> Image.Image | None:
+def _smallest_box(size: tuple[int, int], target_size: int, longer_side: bool) -> tuple[int, int]:
+    """The smallest (width, height) of the shape of `size` whose shorter side (or longer, with
+    `longer_side`) is at least `target_size`, and never larger than `size`."""
+    width, height = size
+    side = max(size) if longer_side else min(size)
+    if side <= target_size:
+        return size
+    return (-(-width * target_size // side), -(-height * target_size // side))
+
+
+def _camera_preview(image: Image.Image, box: tuple[int, int]) -> Image.Image | None:
     """The camera's own reduced copy of the photo (an MPF large thumbnail), decoded and
-    carrying the photo's EXIF, when it is at least `target_size` on its shorter side and framed
-    like the photo; else None (`image` may then be left on another picture of the file).
+    carrying the photo's EXIF, when each side is at least `box`'s and it is framed like the
+    photo; else None (`image` may then be left on another picture of the file).
 
     Huffman decoding does not shrink with DCT scaling: a 12 MP photo costs about 46 ms of CPU
     even at 1/8 scale, the 1616x1080 preview a Sony camera stores beside it a fraction of that.
@@ -152,9 +168,12 @@ def _camera_preview(image: Image.Image, target_size: int) -> Image.Image | None:
             continue
         try:
             image.seek(frame)
-            if min(image.size) < target_size or not _same_shape(image.size, (width, height)):
+            preview_width, preview_height = image.size
+            if preview_width < box[0] or preview_height < box[1]:
                 continue
-            image.draft("RGB", (target_size, target_size))
+            if not _same_shape(image.size, (width, height)):
+                continue
+            image.draft("RGB", box)
             image.load()
         except Exception as exc:  # a damaged preview is no reason to lose the photo
             logger.debug("ignoring unreadable camera preview: %s", exc)
@@ -177,16 +196,16 @@ def _same_shape(size: tuple[int, int], other: tuple[int, int]) -> bool:
     )
 
 
-def _upright_reduced(image: Image.Image, target_size: int | None) -> Image.Image:
-    """A loaded image turned upright, in RGB, box-reduced towards `target_size`."""
+def _upright_rgb(image: Image.Image) -> Image.Image:
+    """A loaded image turned upright by its EXIF, in RGB."""
     _apply_orientation(image)
-    image = to_rgb(image)
-    if target_size is not None:
-        factor = min(image.size) // target_size
-        if factor >= 2:
-            # Box reduction by an integer factor: cheap, anti-aliased, shorter side >= target.
-            image = image.reduce(factor)
-    return image
+    return to_rgb(image)
+
+
+def _reduced(image: Image.Image, target_size: int, longer_side: bool) -> Image.Image:
+    """Box reduction by an integer factor: cheap, anti-aliased, the measured side >= target."""
+    factor = (max(image.size) if longer_side else min(image.size)) // target_size
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _apply_orientation(image: Image.Image) -> None:

@@ -41,7 +41,7 @@ def image_thumbnail(thumbs_dir: Path, source: BinaryIO, name: str, size: int = G
     ).hexdigest()
     target = thumbs_dir / "images" / digest[:2] / f"{digest}.jpg"
     if not target.is_file():
-        image = open_image(source, target_size=size)
+        image = open_image(source, target_size=size, longer_side=True)
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
         atomic_write(target, lambda handle: image.save(handle, format="JPEG", quality=QUALITY))
     return target
