@@ -277,14 +277,21 @@ class SearchModel:
         return bodies
 
     def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
-        """float32 rows of the vector file for ids the index holds (the caller holds the lock,
-        so the index and `_held` are of one generation)."""
+        """float32 rows of the vector file for `ids` (the caller holds the lock, so the index
+        and `_held` are of one generation); NaN rows for ids the catalog does not hold, which a
+        shared Qdrant server can keep after another process rebuilt from scratch."""
         held = self._held
-        at = np.minimum(np.searchsorted(held.ids, ids), max(len(held.ids) - 1, 0))
-        if not len(held.ids) or (held.ids[at] != ids).any():
-            raise CatalogError("the index returned an item the catalog does not hold")
-        store = self.collection.vectors(self.embedder.key, self.embedder.dim)
-        return store.read(held.row_numbers[at])
+        rows = np.full((len(ids), self.embedder.dim), np.nan, dtype=np.float32)
+        if not len(held.ids):
+            return rows
+        at = np.minimum(np.searchsorted(held.ids, ids), len(held.ids) - 1)
+        known = held.ids[at] == ids
+        if not known.all():
+            log.debug("%d candidates are not in the catalog", int((~known).sum()))
+        if known.any():
+            store = self.collection.vectors(self.embedder.key, self.embedder.dim)
+            rows[known] = store.read(held.row_numbers[at[known]])
+        return rows
 
     def _load_saved(self, generation: int) -> Indexer | None:
         """The saved index, if it was built from exactly `generation` with this embedder."""

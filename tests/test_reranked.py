@@ -147,3 +147,19 @@ def test_auto_keeps_the_re_ranking_it_was_asked_for(collection: Path) -> None:
     _, everything = index.search(clustered(2, seed=7), COUNT)  # deeper than factor x k allows
     assert all(len(set(row.tolist())) == COUNT for row in everything)
     model.close()
+
+
+def test_candidates_the_catalog_no_longer_holds_are_dropped_not_fatal(collection: Path) -> None:
+    """A shared Qdrant server can keep points of items another process removed: re-ranking
+    skips them instead of failing the search."""
+    model = SearchModel(collection, StoredVectors(), indexer="exact", indexer_params={"rerank": 4})
+    queries = clustered(5, seed=4)
+    index = model.vector_index()
+    expected_scores, expected = index.search(queries, 10)
+    stale = np.arange(10**9, 10**9 + len(queries))
+    index.add(stale, queries)  # each query's own vector: the backend's best candidate
+    scores, found = index.search(queries, 10)
+    assert not np.isin(found, stale).any()
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
+    model.close()

@@ -24,7 +24,8 @@ from imgfinder.errors import IndexerError
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import check_k, cosines, finish, positive_int, unit_queries
 
-#: ids (each stored, none negative) -> their stored vectors as float32 rows
+#: ids (none negative) -> their stored vectors as float32 rows, NaN rows for ids the owner
+#: does not hold (a candidate the backend kept after its item was removed: not found)
 VectorSource = Callable[[np.ndarray], np.ndarray]
 #: candidate rows read and scored together
 _ROWS_AT_ONCE = 65536
@@ -71,6 +72,7 @@ class RerankedIndexer(Indexer):
             rows = np.zeros((*block.shape, self.dim), dtype=np.float32)
             if found.any():
                 rows[found] = self._vectors(block[found])
+                block[np.isnan(rows[..., 0])] = -1  # a view: those ids are no longer found
             scores[start : start + step] = cosines(queries[start : start + step], rows, block)
         return finish(scores, ids, k)
 
