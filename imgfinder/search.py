@@ -29,7 +29,7 @@ from imgfinder.errors import (
     NotFoundError,
 )
 from imgfinder.filters import Filter, as_filter
-from imgfinder.indexers.base import Indexer
+from imgfinder.indexers.base import Indexer, innermost
 from imgfinder.indexers.common import exact_search
 from imgfinder.indexers.qdrant import QdrantIndexer, payload
 from imgfinder.indexers.registry import (
@@ -240,11 +240,12 @@ class SearchModel:
         for start in range(0, len(added), _BUILD_CHUNK):  # bounded memory at any size
             vectors = store.read(rows[start : start + _BUILD_CHUNK])
             self._index.add(added[start : start + _BUILD_CHUNK], vectors)
-        if isinstance(self._index, QdrantIndexer) and len(self._held.ids):
+        backend = innermost(self._index)
+        if isinstance(backend, QdrantIndexer) and len(self._held.ids):
             moved = self.collection.catalog.changed_items(self.embedder.key, self._generation)
             moved = np.setdiff1d(np.intersect1d(moved, snapshot.ids), added)
             if len(moved):  # files moved or dates changed, vectors the same
-                self._index.refresh_payload(moved)
+                backend.refresh_payload(moved)
         if len(gone) or len(added):
             self._saved_as = None  # what is on disk no longer holds what memory holds
         self._held, self._generation = snapshot, snapshot.generation
@@ -256,11 +257,12 @@ class SearchModel:
         items that have none (a snapshot of points keeps no payload)."""
         if isinstance(index, RerankedIndexer):
             index.read_vectors_from(self._stored_vectors)
-        if isinstance(index, QdrantIndexer):
-            index.read_payload_from(self._payloads)
-            missing = np.intersect1d(index.without_payload(), held) if len(held) else held
+        backend = innermost(index)
+        if isinstance(backend, QdrantIndexer):
+            backend.read_payload_from(self._payloads)
+            missing = np.intersect1d(backend.without_payload(), held) if len(held) else held
             if len(missing):
-                index.refresh_payload(missing)
+                backend.refresh_payload(missing)
 
     def _payloads(self, ids: np.ndarray) -> list[dict[str, Any]]:
         """The Qdrant payload of each item: where its files are, its kind and dates."""
@@ -503,11 +505,11 @@ class SearchModel:
                 fetch = min(total, fetch)
                 if fetch == 0:
                     return []
-                if allowed is not None and isinstance(index, QdrantIndexer):
+                if allowed is not None:
                     assert only is not None  # a filter that narrows nothing lets all through
                     scores, ids = index.search_where(query, fetch, only, allowed)
                 else:
-                    scores, ids = index.search(query, fetch, allowed)
+                    scores, ids = index.search(query, fetch)
             pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             exhausted = len(pairs) < fetch or fetch == total
             if threshold is not None:

@@ -13,6 +13,7 @@ from conftest import ColorEmbedder, dated_album, make_image, with_exif_date
 
 from imgfinder.errors import ConfigError
 from imgfinder.filters import Filter
+from imgfinder.indexers.base import innermost
 from imgfinder.indexers.qdrant import QdrantIndexer
 from imgfinder.media.images import open_image, taken_at
 from imgfinder.search import SearchModel
@@ -57,17 +58,21 @@ def test_a_small_folder_fills_k_results_in_one_index_search(
     assert len(calls) == 1
 
 
-@pytest.fixture(params=["exact", "qdrant"])
+@pytest.fixture(params=[("exact", {}), ("qdrant", {}), ("qdrant", {"rerank": 3})])
 def any_model(request: pytest.FixtureRequest, tmp_path: Path, album: Path) -> SearchModel:
-    """The exact index (filtered by ids from the catalog) and Qdrant (by its payload)."""
-    search = SearchModel(tmp_path / "collection", ColorEmbedder(), indexer=request.param)
+    """The exact index (filtered by ids from the catalog) and Qdrant (by its payload), alone
+    and under a re-ranking wrapper, which passes the filter on as it is."""
+    name, params = request.param
+    search = SearchModel(
+        tmp_path / "collection", ColorEmbedder(), indexer=name, indexer_params=params
+    )
     search.index([album])
     return search
 
 
 def payload_filters(model: SearchModel, monkeypatch: pytest.MonkeyPatch) -> list:
     """The Qdrant filters `model`'s index is searched with from now on."""
-    index = model.vector_index()
+    index = innermost(model.vector_index())
     seen: list = []
     if isinstance(index, QdrantIndexer):
         query = index._query
@@ -93,7 +98,7 @@ def test_filtered_search_equals_filtering_the_full_ranking(
         expected = [(h.path, round(h.score, 5)) for h in everything if keep(h.path)][:7]
         got = [(h.path, round(h.score, 5)) for h in model.search_text("blue", k=7, only=only)]
         assert got == expected, only
-    if isinstance(model.vector_index(), QdrantIndexer):  # told as payload, not as ids
+    if isinstance(innermost(model.vector_index()), QdrantIndexer):  # as payload, not ids
         assert filters and not any("has_id" in str(f) for f in filters)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from imgfinder.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from imgfinder.filters import Filter
 
 META_FILE = "indexer.json"
 
@@ -43,6 +46,14 @@ class Indexer(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores float32[nq, k], ids int64[nq, k]), of `allowed` ids only if given."""
 
+    def search_where(
+        self, queries: np.ndarray, k: int, only: Filter, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` of the items passing `only`, whose ids are `allowed`. A backend that can
+        test the filter on what it stores with each item (Qdrant's payload) overrides this;
+        the others search among `allowed`."""
+        return self.search(queries, k, allowed)
+
     @abstractmethod
     def __len__(self) -> int: ...
 
@@ -70,6 +81,13 @@ class Indexer(ABC):
         indexer = create_indexer(meta["name"], meta["dim"], **meta["params"])
         indexer._load_data(directory)
         return indexer
+
+
+def innermost(index: Indexer) -> Indexer:
+    """The backend under any wrappers (`rerank`, `pca`), or `index` itself."""
+    while (inner := getattr(index, "inner", None)) is not None:
+        index = inner
+    return index
 
 
 def empty_result(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:

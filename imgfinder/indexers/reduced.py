@@ -14,12 +14,16 @@ fixed (a rebuild of the index fits it afresh).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgfinder.errors import ConfigError, IndexerError
 from imgfinder.indexers.base import Indexer, as_queries
 from imgfinder.indexers.common import load_npz, positive_int, save_npz
+
+if TYPE_CHECKING:
+    from imgfinder.filters import Filter
 
 BASIS_FILE = "pca.npz"
 #: rows kept as they came, and refitted to, before the projection is fixed
@@ -90,10 +94,19 @@ class ReducedIndexer(Indexer):
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.search(self._projected(queries), k, allowed)
+
+    def search_where(
+        self, queries: np.ndarray, k: int, only: Filter, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.search_where(self._projected(queries), k, only, allowed)
+
+    def _projected(self, queries: np.ndarray) -> np.ndarray:
+        """Queries in the reduced space (zeros before any fit: nothing is stored yet)."""
         queries = as_queries(queries, self.dim)
         if self.basis is None:
-            return self.inner.search(np.zeros((len(queries), self.dims), np.float32), k, allowed)
-        return self.inner.search(project(queries, self.basis), k, allowed)
+            return np.zeros((len(queries), self.dims), np.float32)
+        return project(queries, self.basis)
 
     def __len__(self) -> int:
         return len(self.inner)

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgfinder.errors import IndexerError
 from imgfinder.indexers.base import Indexer
 from imgfinder.indexers.common import check_k, cosines, finish, positive_int, unit_queries
+
+if TYPE_CHECKING:
+    from imgfinder.filters import Filter
 
 #: ids (none negative) -> their stored vectors as float32 rows, NaN rows for ids the owner
 #: does not hold (a candidate the backend kept after its item was removed: not found)
@@ -55,6 +58,20 @@ class RerankedIndexer(Indexer):
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        return self._rescored(queries, k, lambda q, wider: self.inner.search(q, wider, allowed))
+
+    def search_where(
+        self, queries: np.ndarray, k: int, only: Filter, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._rescored(
+            queries, k, lambda q, wider: self.inner.search_where(q, wider, only, allowed)
+        )
+
+    def _rescored(
+        self, queries: np.ndarray, k: int, candidates: Callable[[np.ndarray, int], Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best k by exact cosine of the `factor` x k ids `candidates(queries, wider)`
+        gives for each query."""
         k = check_k(k)
         queries = unit_queries(queries, self.dim)
         if self._vectors is None:
@@ -62,7 +79,7 @@ class RerankedIndexer(Indexer):
                 "re-ranking needs the stored vectors: search it through a collection"
             )
         wider = max(k, min(k * self.factor, len(self.inner)))
-        _, ids = self.inner.search(queries, wider, allowed)
+        _, ids = candidates(queries, wider)
         scores = np.full(ids.shape, -np.inf, dtype=np.float32)
         # a block of queries at a time, so the rows read stay bounded however deep the search
         step = max(1, _ROWS_AT_ONCE // wider)
