@@ -1061,10 +1061,14 @@ class Service:
         if not path.exists():
             raise ConfigError(f"there is no folder at {path}")
         allowed = self.settings.indexable_roots()
-        if not any(is_under(os.path.realpath(path), root) for root in allowed):
+        # the collection's own folders were chosen by whoever built it: indexing them again
+        # (new photos, moved ones) reads nothing the server does not already show
+        held = self.collection(selection.collection).catalog.roots()
+        real = os.path.realpath(path)
+        if not any(is_under(real, root) for root in [*allowed, *held]):
             raise ConfigError(
-                f"this page may only index folders under {', '.join(map(str, allowed))}; "
-                f"IMGFINDER_ALLOWED_ROOTS sets which"
+                f"this server may only index folders under {', '.join(map(str, allowed))} "
+                f"or the collection's own; IMGFINDER_ALLOWED_ROOTS sets which"
             )
         if is_under(path, self.collection(selection.collection).dir):
             raise ConfigError("that folder is inside the collection itself")

@@ -446,6 +446,24 @@ def test_cancel_and_bad_folders(tmp_path: Path, selection: Selection) -> None:
     service.close()
 
 
+def test_a_collection_s_own_folders_can_be_indexed_again(
+    tmp_path: Path, album: Path, selection: Selection
+) -> None:
+    """Its folders were chosen by whoever built it (here the library, outside the roots the
+    server allows), so the server may look at them again for new or moved photos."""
+    allowed = tmp_path / "allowed"
+    settings = Settings(indexes_dir=str(tmp_path / "indexes"), allowed_roots=(str(allowed),))
+    service = Service(settings, lambda key, runtime: ColorEmbedder())
+    service.start_indexing(selection, str(album))
+    assert service.job(selection.collection).wait(20)
+    final = service.job_status(selection.collection)
+    assert final.state == "done" and final.summary["indexed"] == 0
+    assert final.summary["unchanged"] == len(list(album.rglob("*.*")))
+    with pytest.raises(ConfigError, match="may only index folders under"):
+        service.start_indexing(selection, str(album.parent))
+    service.close()
+
+
 def test_allowed_roots_default_to_home_and_the_indexes_folder(tmp_path: Path) -> None:
     settings = Settings.from_env({"IMGFINDER_INDEXES": str(tmp_path / "indexes")})
     home = Path(os.path.realpath(Path.home()))
