@@ -26,13 +26,17 @@ from imgfinder.embedders.base import Embedder, l2_normalize
 SMALL_DEMO_IMAGES = 300
 
 
+#: the data folder of this test run, removed when it ends
+_DATA_DIR = tempfile.mkdtemp(prefix="imgfinder-tests-")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Collections named in tests live in a data folder of their own, never the user's."""
-    os.environ["IMGFINDER_DATA_DIR"] = tempfile.mkdtemp(prefix="imgfinder-tests-")
+    os.environ["IMGFINDER_DATA_DIR"] = _DATA_DIR
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(os.environ.pop("IMGFINDER_DATA_DIR", ""), ignore_errors=True)
+    shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
 PALETTE = {

@@ -540,14 +540,36 @@ def test_pictures_that_are_not_a_usable_preview_leave_the_photo(
     assert close_to(image.getpixel((150, 112)), RED, 8), case
 
 
-def test_a_damaged_preview_leaves_the_photo(tmp_path: Path) -> None:
-    path = _camera_file(tmp_path / "camera.jpg")
+@pytest.mark.parametrize("damage", ["cut halfway", "cut off", "overwritten at its start"])
+def test_a_damaged_preview_leaves_the_photo_with_its_exif(tmp_path: Path, damage: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2024:05:01 10:00:00"
+    # a JFIF resolution, so Pillow reads the EXIF lazily: a failed seek must not lose it
+    path = _camera_file(tmp_path / "camera.jpg", exif=exif, dpi=(300, 300))
     with Image.open(path) as written:
         preview_bytes = written.mpinfo[0xB002][1]["Size"]
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) - preview_bytes // 2])
+    data = bytearray(path.read_bytes())
+    start = len(data) - preview_bytes
+    if damage == "cut halfway":
+        data = data[: start + preview_bytes // 2]
+    elif damage == "cut off":
+        data = data[:start]
+    else:
+        data[start : start + 4] = b"junk"
+    path.write_bytes(bytes(data))
     image = open_image(path, 224)
-    assert image.size == (300, 225) and close_to(image.getpixel((150, 112)), RED, 8)
+    assert image.size == (225, 300), damage  # the photo at 1/8, turned upright
+    assert close_to(image.getpixel((112, 150)), RED, 8), damage
+    assert taken_at(image) == "2024-05-01T10:00:00", damage
+
+
+def test_a_preview_larger_than_its_photo_is_never_decoded(tmp_path: Path) -> None:
+    """It would escape the photo's pixel budget (an upload's decompression-bomb guard)."""
+    preview = Image.new("RGB", (4000, 3000), BLUE)
+    path = camera_jpeg(tmp_path / "bomb.jpg", Image.new("RGB", (64, 48), RED), preview)
+    image = open_image(path, 224, max_pixels=64 * 48)
+    assert image.size == (64, 48) and close_to(image.getpixel((32, 24)), RED, 8)
 
 
 @pytest.mark.parametrize(

@@ -119,20 +119,18 @@ def _decode(
         image.load()
         return _upright_rgb(image)
     box = _smallest_box(image.size, target_size, longer_side)
-    if image.format in ("JPEG", "MPO"):
-        preview = _camera_preview(image, box)
+    if image.format == "MPO" and (frames := _preview_frames(image)):
+        preview = _camera_preview(image, frames, box)
         if preview is not None:
             return _reduced(_upright_rgb(preview), target_size, longer_side)
-        if image.tell() != 0:  # a preview was tried and refused: start again on the photo
-            handle.seek(0)
-            image = Image.open(handle)
+        image = Image.open(handle)  # trying left the file on another picture: back to the photo
     if image.format in ("JPEG", "MPO", "HEIF"):
         # A JPEG's draft() divides by the largest of 8, 4, 2, 1 that keeps each side at least
-        # the box's (DCT scaling). pillow-heif's picks the smallest embedded thumbnail at least
-        # the box that is a scaled copy of the photo (same shape, rotation, crop and colour
-        # profile), else keeps the photo: a 12 MP HEIC costs about 1.9 s of CPU, its 320x240
-        # thumbnail about 20 ms.
-        image.draft("RGB", box)
+        # the requested one (DCT scaling); for the shorter side, a target square asks exactly
+        # that. pillow-heif's picks the smallest embedded thumbnail at least that size which
+        # is a scaled copy of the photo (same shape, rotation, crop and colour profile), else
+        # keeps the photo: a 12 MP HEIC costs about 1.9 s of CPU, its 320x240 thumbnail 20 ms.
+        image.draft("RGB", box if longer_side else (target_size, target_size))
     image.load()
     return _reduced(_upright_rgb(image), target_size, longer_side)
 
@@ -147,29 +145,35 @@ def _smallest_box(size: tuple[int, int], target_size: int, longer_side: bool) ->
     return (-(-width * target_size // side), -(-height * target_size // side))
 
 
-def _camera_preview(image: Image.Image, box: tuple[int, int]) -> Image.Image | None:
-    """The camera's own reduced copy of the photo (an MPF large thumbnail), decoded and
-    carrying the photo's EXIF, when each side is at least `box`'s and it is framed like the
-    photo; else None (`image` may then be left on another picture of the file).
+def _preview_frames(image: Image.Image) -> list[int]:
+    """The pictures of an MPO file listed as the camera's reduced copies of the photo."""
+    entries = getattr(image, "mpinfo", {}).get(_MP_ENTRIES, [])
+    return [
+        frame
+        for frame, entry in enumerate(entries[1:], start=1)
+        if entry.get("Attribute", {}).get("MPType") in _PREVIEW_TYPES
+        and entry["Attribute"].get("ImageDataFormat") == "JPEG"
+    ]
+
+
+def _camera_preview(
+    image: Image.Image, frames: list[int], box: tuple[int, int]
+) -> Image.Image | None:
+    """The first of `frames` that can stand in for the photo, decoded and carrying the photo's
+    EXIF: at least `box` on each side, smaller than the photo (so within its pixel budget) and
+    framed like it; else None, with `image` left anywhere.
 
     Huffman decoding does not shrink with DCT scaling: a 12 MP photo costs about 46 ms of CPU
     even at 1/8 scale, the 1616x1080 preview a Sony camera stores beside it a fraction of that.
     A preview whose shape differs from the photo's (a crop that left it stale) is not used.
     """
-    entries = getattr(image, "mpinfo", {}).get(_MP_ENTRIES, [])
     width, height = image.size
-    photo_metadata = {key: image.info.get(key) for key in ("exif", "xmp")}
-    for frame, entry in enumerate(entries[1:], start=1):
-        attribute = entry.get("Attribute", {})
-        if (
-            attribute.get("MPType") not in _PREVIEW_TYPES
-            or attribute.get("ImageDataFormat") != "JPEG"
-        ):
-            continue
+    photo_metadata = {key: image.info.get(key) for key in ("exif", "xmp")}  # seek drops them
+    for frame in frames:
         try:
             image.seek(frame)
             preview_width, preview_height = image.size
-            if preview_width < box[0] or preview_height < box[1]:
+            if not (box[0] <= preview_width < width and box[1] <= preview_height < height):
                 continue
             if not _same_shape(image.size, (width, height)):
                 continue
