@@ -320,7 +320,11 @@ def search(
         console.print_json(json.dumps([hit.to_dict() for hit in hits]))
         return
     if not hits:
-        errors.print(_why_no_hits(outcome, threshold))
+        given = {"--folder": folder, "--since": since, "--until": until, "--label": label}
+        why = _why_no_hits(outcome, threshold, [k for k, v in given.items() if v])
+        if outcome.empty == "filtered_out" and within.folder and not os.path.isdir(within.folder):
+            why += f" (there is no folder {within.folder})"
+        errors.print(why)
         return
     for hit in hits:
         console.print(Text(_format_hit(hit)))
@@ -379,7 +383,7 @@ def _selection(
     return Selection(str(path), key, runtime, indexer, given, framing)
 
 
-def _why_no_hits(outcome: Any, threshold: float) -> str:
+def _why_no_hits(outcome: Any, threshold: float, filters: list[str]) -> str:
     if outcome.empty == "no_confident_match":
         closest = ""
         if outcome.best_score is not None:
@@ -391,7 +395,8 @@ def _why_no_hits(outcome: Any, threshold: float) -> str:
     if outcome.empty == "below_threshold":
         return f"no results above {threshold}"
     if outcome.empty == "filtered_out":
-        return "nothing in this collection passes --folder, --since and --until"
+        named = " and ".join(filters) if filters else "the filters given"
+        return f"nothing in this collection passes {named}"
     return "no results"
 
 

@@ -104,7 +104,14 @@ def test_the_cli_filters_as_the_library_does(
     assert code == 0, err
     assert [hit["path"] for hit in json.loads(out)] == expected
     code, out, err = cli_main(monkeypatch, capsys, *args, "--until", "1999-01-01")
-    assert code == 0 and "passes --folder, --since and --until" in err
+    assert code == 0 and "nothing in this collection passes --until" in err  # only the one given
+    code, out, err = cli_main(
+        monkeypatch, capsys, *args, "--folder", "many", "--since", "2031-01-01"
+    )
+    assert code == 0 and "passes --folder and --since" in err
+    code, out, err = cli_main(monkeypatch, capsys, *args, "--folder", "mnay")
+    said = " ".join(err.split())  # the console wraps long lines
+    assert code == 0 and f"passes --folder (there is no folder {album / 'mnay'})" in said
     code, out, err = cli_main(monkeypatch, capsys, *args, "--since", "yesterday")
     assert code != 0 and "YYYY-MM-DD" in err
 
