@@ -81,8 +81,12 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if verbose and not debug:  # our own skips, not every library's start-up chatter
+        logging.getLogger("imgfinder").setLevel(logging.INFO)
 
 
 def _parse_params(params: list[str] | None) -> dict[str, Any]:

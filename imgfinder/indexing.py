@@ -267,9 +267,7 @@ class Indexer:
         self.progress(Progress("scan", 0, 0))
         scanned = scan(root_paths)
         self.report.skipped.extend(scanned.skipped)
-        self.report.scanned = len(scanned.files) + len(scanned.skipped)
-        for skipped in scanned.skipped:
-            log.info("skipped %s: %s", skipped.path, skipped.reason)
+        self.report.scanned = len(scanned.files) + len(scanned.skipped)  # scan logged its skips
 
         root_ids = self.catalog.ensure_roots(str(r) for r in root_paths)
         known = {}

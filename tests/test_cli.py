@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -136,6 +137,22 @@ def test_debug_shows_the_traceback(tmp_path: Path, where: str) -> None:
             cli.main()
     finally:
         sys.argv = argv
+
+
+def test_verbose_logs_each_skipped_file_once_and_no_library_chatter(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "photos"
+    make_image(folder / "red.png")
+    (folder / "empty.jpg").write_bytes(b"")
+    command = [sys.executable, "-m", "imgfinder", "-v", "index", str(folder), "-m", "demo"]
+    command += ["-c", str(tmp_path / "collection"), "-i", "faiss"]
+    env = {k: v for k, v in os.environ.items() if k != "IMGFINDER_EMBEDDER_FACTORY"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    logged = [line for line in done.stderr.splitlines() if line.startswith(("INFO", "WARNING"))]
+    assert logged == [f"INFO imgfinder.media.scan: skipped {folder / 'empty.jpg'}: empty file"]
 
 
 def test_models_list_keeps_every_key_whole_in_80_columns(
