@@ -60,7 +60,7 @@ ParamOpt = Annotated[
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--model-dir", help="Where downloaded models live [default: the data folder's models/]."
+        "--model-dir", help="Where downloaded models live (default: the data folder's models/)."
     ),
 ]
 RuntimeOpt = Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")]
@@ -271,7 +271,7 @@ def search(
         float | None,
         typer.Option(
             help="Minimum confidence (0-1) or, with --scale cosine, cosine similarity "
-            "[default: 0.95 confidence; 0 shows the closest anyway]."
+            "(default: 0.95 confidence; 0 shows the closest anyway)."
         ),
     ] = None,
     scale: Annotated[
@@ -533,10 +533,10 @@ def repair(collection: CollectionOpt = "default") -> None:
 def serve(
     host: Annotated[
         str | None,
-        typer.Option(help="Address to listen on [default: IMGFINDER_HOST or 127.0.0.1]."),
+        typer.Option(help="Address to listen on (default: IMGFINDER_HOST or 127.0.0.1)."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port [default: IMGFINDER_PORT or 8000].")
+        int | None, typer.Option(help="Port (default: IMGFINDER_PORT or 8000).")
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); off loopback it needs IMGFINDER_API_KEY."""
@@ -664,7 +664,7 @@ def labels_set(
     model_dir: ModelDirOpt = None,
     prompt: Annotated[
         str | None,
-        typer.Option(help='How a label becomes a query [default: "a photo of {}"].'),
+        typer.Option(help='How a label becomes a query (default: "a photo of {}").'),
     ] = None,
 ) -> None:
     """Give every item the label it is closest to; search --label then keeps to one."""
@@ -716,7 +716,7 @@ app.add_typer(demo_app, name="demo")
 def demo_build(
     folder: Annotated[
         Path | None,
-        typer.Option(help="Where to generate the demo media [default: beside the collection]."),
+        typer.Option(help="Where to generate the demo media (default: beside the collection)."),
     ] = None,
     collection: CollectionOpt = "demo",
     images: Annotated[int, typer.Option(help="How many demo images to generate.")] = 2000,

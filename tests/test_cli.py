@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ColorEmbedder, make_image
@@ -269,3 +271,21 @@ def test_watch_indexes_what_arrives_until_ctrl_c_and_off_stops_it(tmp_path: Path
     code, out, _ = run("watch", "-c", collection, "--off")
     assert code == 0 and out.startswith("no longer watching")
     assert json.loads((Path(collection) / "manifest.json").read_text())["watch"] is False
+
+
+def test_no_help_text_loses_its_default_to_markup() -> None:
+    """Rich reads "[default: …]" as a style tag and drops it, leaving "Port ." behind."""
+    import typer.main
+
+    def commands(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*prefix, name))
+            else:
+                yield (*prefix, name)
+
+    paths = list(commands(typer.main.get_command(cli.app)))
+    assert ("serve",) in paths and ("labels", "set") in paths
+    for path in paths:
+        code, out, _ = run(*path, "--help")
+        assert code == 0 and not re.search(r"\w \.(\s|$)", out), (path, out)
