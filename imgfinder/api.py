@@ -12,11 +12,13 @@ import asyncio
 import io
 import json
 import mimetypes
+import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi import Path as FastPath
@@ -600,7 +602,14 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         path = service.named(name)
         item = service.item(path, item_id)
         kind = mimetypes.guess_type(item.path)[0] or "application/octet-stream"
-        return Response(service.read_original(path, item.path), media_type=kind)
+        # shown in the browser, and saved under its own name rather than as "original"
+        name_bytes = quote(os.path.basename(item.path), errors="surrogateescape")
+        disposition = f"inline; filename*=UTF-8''{name_bytes}"
+        return Response(
+            service.read_original(path, item.path),
+            media_type=kind,
+            headers={"Content-Disposition": disposition},
+        )
 
     @app.post("/collections/{name}/jobs", status_code=202, tags=["indexing"])
     def start_job(name: str, body: NewJob, model: ModelKey = None) -> JobOut:
@@ -611,7 +620,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def job(name: str) -> JobOut:
         status = service.job_status(service.named(name))
         if status is None:
-            raise NotFoundError(f"{name} has no index job")
+            raise NotFoundError(f"the collection {name} has no index job")
         return _job_out(status)
 
     @app.get("/collections/{name}/jobs/current/events", tags=["indexing"])
@@ -619,7 +628,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         """Server-sent events: a `progress` event while the job runs, then `done`."""
         path = service.named(name)
         if service.job_status(path) is None:
-            raise NotFoundError(f"{name} has no index job")
+            raise NotFoundError(f"the collection {name} has no index job")
         return StreamingResponse(_events(service, path), media_type="text/event-stream")
 
     @app.delete("/collections/{name}/jobs/current", status_code=202, tags=["indexing"])
@@ -627,7 +636,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         path = service.named(name)
         status = service.job_status(path)
         if status is None:
-            raise NotFoundError(f"{name} has no index job")
+            raise NotFoundError(f"the collection {name} has no index job")
         service.cancel_indexing(path)
         return _job_out(status)
 

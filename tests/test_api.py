@@ -81,6 +81,8 @@ def test_text_search_get_and_post_agree(client: TestClient) -> None:
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     original = client.get(f"/collections/photos/items/{hit['item_id']}/original")
     assert original.status_code == 200 and original.content.startswith(b"\x89PNG")
+    name = hit["path"].rsplit("/", 1)[-1]
+    assert original.headers["content-disposition"] == f"inline; filename*=UTF-8''{name}"
     cosine = {"q": "red", "threshold": 0.999, "scale": "cosine"}
     none = client.get("/collections/photos/search", params=cosine)
     assert none.json()["hits"] == [] and none.json()["empty"] == "below_threshold"
