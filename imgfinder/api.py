@@ -255,6 +255,11 @@ class NewJob(BaseModel):
     folder: str = Field(min_length=1, max_length=4096, examples=["/home/me/Pictures"])
 
 
+class SkippedOut(BaseModel):
+    path: str = Field(description="relative to the indexed folder that holds it")
+    reason: str
+
+
 class JobOut(BaseModel):
     state: str = Field(description="running, done, cancelled or failed")
     phase: str
@@ -263,6 +268,7 @@ class JobOut(BaseModel):
     elapsed: float
     summary: dict[str, Any] | None = None
     error: str = ""
+    skipped: list[SkippedOut] = Field(default=[], description="each file skipped, and why")
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
@@ -614,14 +620,15 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/collections/{name}/jobs", status_code=202, tags=["indexing"])
     def start_job(name: str, body: NewJob, model: ModelKey = None) -> JobOut:
         """Index a folder into the collection in the background."""
-        return _job_out(service.start_indexing(selection(name, model), body.folder))
+        chosen = selection(name, model)
+        return _job_out(service, chosen.collection, service.start_indexing(chosen, body.folder))
 
     @app.get("/collections/{name}/jobs/current", tags=["indexing"])
     def job(name: str) -> JobOut:
         status = service.job_status(service.named(name))
         if status is None:
             raise NotFoundError(f"the collection {name} has no index job")
-        return _job_out(status)
+        return _job_out(service, service.named(name), status)
 
     @app.get("/collections/{name}/jobs/current/events", tags=["indexing"])
     async def job_events(name: str) -> StreamingResponse:
@@ -638,7 +645,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         if status is None:
             raise NotFoundError(f"the collection {name} has no index job")
         service.cancel_indexing(path)
-        return _job_out(status)
+        return _job_out(service, path, status)
 
 
 def _combined(
@@ -661,14 +668,20 @@ async def _events(service: Service, path: Any) -> AsyncIterator[str]:
         if status is None:
             return
         event = "progress" if status.running else "done"
-        yield f"event: {event}\ndata: {json.dumps(_job_out(status).model_dump())}\n\n"
+        body = _job_out(service, path, status).model_dump()
+        yield f"event: {event}\ndata: {json.dumps(body)}\n\n"
         if not status.running:
             return
         await asyncio.sleep(0.25)
 
 
-def _job_out(status: JobStatus) -> JobOut:
+def _job_out(service: Service, collection: Any, status: JobStatus) -> JobOut:
     fields = asdict(status)
+    names = service.display_names(collection, [each.path for each in status.skipped])
+    fields["skipped"] = [
+        SkippedOut(path=name, reason=each.reason)
+        for name, each in zip(names, status.skipped, strict=True)
+    ]
     return JobOut(**{key: fields[key] for key in JobOut.model_fields})
 
 

@@ -203,8 +203,25 @@ def index(
     if report.cancelled:
         table.add_row("cancelled", "yes — run again to resume")
     console.print(table)
+    _list_skipped(report.skipped)
     if profile:
         console.print(_profile_table(summary))
+
+
+#: skipped files named under an index run's summary; more are counted, -v or --json lists them
+SKIPPED_SHOWN = 10
+
+
+def _list_skipped(skipped: list[Any]) -> None:
+    """Which files were skipped and why, unless -v logged each one already."""
+    from imgfinder.textfmt import display_path
+
+    if not skipped or logging.getLogger("imgfinder").isEnabledFor(logging.INFO):
+        return
+    for each in skipped[:SKIPPED_SHOWN]:
+        console.print(Text(f"skipped {display_path(each.path)}: {each.reason}"), soft_wrap=True)
+    if len(skipped) > SKIPPED_SHOWN:
+        console.print(f"… and {len(skipped) - SKIPPED_SHOWN} more; -v or --json lists them all")
 
 
 #: the run's own phases (wall seconds), then the worker threads' CPU per item

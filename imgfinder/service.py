@@ -983,7 +983,12 @@ class Service:
 
     def display_name(self, collection: str | Path, path: str) -> str:
         """A path relative to the collection root that holds it, always printable."""
-        return display_path(_display_name(path, self.collection(collection).catalog.roots()))
+        return self.display_names(collection, [path])[0]
+
+    def display_names(self, collection: str | Path, paths: Sequence[str]) -> list[str]:
+        """`display_name` of each of `paths`, the collection's roots read once."""
+        roots = self.collection(collection).catalog.roots()
+        return [display_path(_display_name(path, roots)) for path in paths]
 
     @staticmethod
     def _open_indexed(collection: Collection, path: str) -> BinaryIO:

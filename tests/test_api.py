@@ -127,12 +127,18 @@ def test_index_job_events_and_delete(client: TestClient, tmp_path: Path) -> None
     folder = tmp_path / "more"
     for number in range(3):
         make_image(folder / f"white_{number}.png", "white", seed=number)
+    (folder / "inner").mkdir()
+    (folder / "inner" / "broken.jpg").write_bytes(b"not a picture")
     started = client.post("/collections/photos/jobs", json={"folder": str(folder)})
     assert started.status_code == 202, started.text
     with client.stream("GET", "/collections/photos/jobs/current/events") as stream:
         events = [line for line in stream.iter_lines() if line.startswith("event:")]
     assert events[-1] == "event: done"
-    assert client.get("/collections/photos/jobs/current").json()["state"] == "done"
+    finished = client.get("/collections/photos/jobs/current").json()
+    assert finished["state"] == "done"
+    assert finished["skipped"] == [
+        {"path": "inner/broken.jpg", "reason": "not an image: cannot identify image file"}
+    ]
     assert client.get("/collections/photos").json()["files"] == 12
     outside = client.post("/collections/photos/jobs", json={"folder": "/etc"})
     assert outside.status_code == 400 and "may only index" in outside.json()["error"]

@@ -50,6 +50,8 @@ def test_index_search_info(photo_folder: Path, tmp_path: Path) -> None:
 
     code, out, _ = run("index", str(photo_folder), "-c", str(tmp_path / "human"), "--profile")
     assert code == 0 and re.search(r"skipped: not an image\S* *│ *1 ", out), out
+    broken = photo_folder / "broken.jpg"
+    assert f"skipped {broken}: not an image: cannot identify image file\n" in out
     assert "where the time went" in out and re.search(r"decoding, CPU per image *│ *[\d.]+ ms", out)
     assert re.search(r"peak memory *│ *[\d.]+ MB", out), out
 
