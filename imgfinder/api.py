@@ -157,6 +157,9 @@ class HitOut(BaseModel):
     t_start: float | None = None
     t_end: float | None = None
     t_best: float | None = None
+    taken: str | None = Field(
+        None, description="When it was taken by its EXIF, else the file's time (local, ISO)."
+    )
     thumbnail: str = Field(description="URL of a small JPEG of the image or the moment.")
 
 
@@ -695,5 +698,6 @@ def _hit_out(service: Service, name: str, collection: str, hit: Hit) -> HitOut:
         t_start=hit.t_start,
         t_end=hit.t_end,
         t_best=hit.t_best,
+        taken=hit.taken,
         thumbnail=f"/collections/{name}/items/{hit.item_id}/thumbnail",
     )

@@ -425,10 +425,11 @@ def _format_hit(hit) -> str:
     from imgfinder.timefmt import format_timestamp
 
     confidence = f"  confidence {hit.confidence:.2f}" if hit.confidence is not None else ""
+    taken = f"  {hit.taken[:16].replace('T', ' ')}" if hit.taken else ""
     if hit.kind == "video" and hit.t_start is not None:
         span = f"{format_timestamp(hit.t_start)}–{format_timestamp(hit.t_end)}"
-        return f"{hit.path}  {span}  {hit.score:.3f}{confidence}"
-    return f"{hit.path}  {hit.score:.3f}{confidence}"
+        return f"{hit.path}  {span}  {hit.score:.3f}{confidence}{taken}"
+    return f"{hit.path}  {hit.score:.3f}{confidence}{taken}"
 
 
 @app.command()

@@ -83,6 +83,8 @@ class Hit:
     t_best: float | None = None
     #: the share of unrelated queries whose best match this hit beats (`imgfinder.relevance`)
     confidence: float | None = None
+    #: when it was taken by its EXIF, else its file's modification time (local ISO text)
+    taken: str | None = None
 
     @property
     def video_path(self) -> str | None:
@@ -738,15 +740,16 @@ def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> l
     moment [3, 5] and the grey frames around it do not stretch it.
     """
     hits: list[Hit] = []
-    by_video: dict[int, list[tuple[float, float, int, str]]] = {}
+    by_video: dict[int, list[tuple[float, float, int, str, str | None]]] = {}
     for score, item_id in pairs:
         item = items.get(item_id)
         if item is None or item.path is None:
             continue
         if item.kind == "video" and item.t is not None:
-            by_video.setdefault(item.content_id, []).append((item.t, score, item_id, item.path))
+            frame = (item.t, score, item_id, item.path, item.taken)
+            by_video.setdefault(item.content_id, []).append(frame)
         else:
-            hits.append(Hit(item_id, item.path, score, item.kind))
+            hits.append(Hit(item_id, item.path, score, item.kind, taken=item.taken))
     for frames in by_video.values():
         frames.sort()
         free = [True] * len(frames)
@@ -777,7 +780,7 @@ def _joins(
     )
 
 
-def _moment(group: list[tuple[float, float, int, str]]) -> Hit:
+def _moment(group: list[tuple[float, float, int, str, str | None]]) -> Hit:
     best = max(group, key=lambda f: f[1])
     return Hit(
         item_id=best[2],
@@ -787,4 +790,5 @@ def _moment(group: list[tuple[float, float, int, str]]) -> Hit:
         t_start=group[0][0],
         t_end=group[-1][0],
         t_best=best[0],
+        taken=best[4],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_text_search_get_and_post_agree(client: TestClient) -> None:
     assert [h["item_id"] for h in got["hits"]] == [h["item_id"] for h in posted["hits"]]
     hit = got["hits"][0]
     assert hit["path"].startswith("red/") and hit["kind"] == "image" and hit["score"] > 0.5
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", hit["taken"])
     thumb = client.get(hit["thumbnail"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     original = client.get(f"/collections/photos/items/{hit['item_id']}/original")

@@ -93,7 +93,8 @@ def test_only_images_or_only_videos(tmp_path: Path) -> None:
     assert code == 0 and [Path(h["path"]).name for h in json.loads(out)] == ["red_photo.png"]
     code, out, _ = run("search", "red", "-c", collection, "--only", "video", "-k", "1")
     assert code == 0 and re.fullmatch(
-        r".*clip\.mp4  00:00:0\d–00:00:0\d  [\d.]+  confidence [\d.]+\n", out
+        r".*clip\.mp4  00:00:0\d–00:00:0\d  [\d.]+  confidence [\d.]+  \d{4}-\d\d-\d\d \d\d:\d\d\n",
+        out,
     )
 
 

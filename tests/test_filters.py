@@ -38,6 +38,15 @@ def test_exif_date_is_read_from_a_decoded_photo(album: Path) -> None:
     assert taken_at(open_image(album / "many" / "m00.jpg", target_size=32)) is None
 
 
+def test_each_hit_says_when_it_was_taken(model: SearchModel) -> None:
+    """By its EXIF where it has one, else by its file's modification time (local)."""
+    hits = {Path(h.path).name: h.taken for h in model.search_text("red", k=100)}
+    assert len(hits) == 63
+    assert hits["m01.jpg"] == "2019-07-02T12:00:00"  # EXIF
+    assert hits["m00.jpg"] == "2021-03-01T09:00:00"  # no EXIF date: the file's time
+    assert hits["f2.jpg"] == "2022-05-10T09:00:00"
+
+
 def test_a_nonsense_exif_date_is_no_date(tmp_path: Path) -> None:
     path = with_exif_date(make_image(tmp_path / "x.jpg"), "0000:00:00 00:00:00")
     assert taken_at(open_image(path)) is None

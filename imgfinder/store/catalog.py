@@ -145,6 +145,8 @@ class ItemRow:
     t: float | None
     path: str | None
     content_hash: str
+    #: when it was taken by its EXIF, else its file's modification time (local ISO text)
+    taken: str | None = None
 
 
 @dataclass(frozen=True)
@@ -731,15 +733,18 @@ class Catalog:
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT i.id, i.content_id, c.kind, i.t, "
-                f"(SELECT MIN(f.path) FROM files f WHERE f.content_id = i.content_id), c.hash "
-                f"FROM items i JOIN contents c ON c.id = i.content_id WHERE i.id IN ({marks})",
+                f"SELECT i.id, i.content_id, c.kind, i.t, f.path, c.hash, "
+                f"COALESCE(c.taken, {_MTIME_TAKEN}) "
+                f"FROM items i JOIN contents c ON c.id = i.content_id "
+                f"LEFT JOIN files f ON f.id = (SELECT g.id FROM files g "
+                f"WHERE g.content_id = i.content_id ORDER BY g.path LIMIT 1) "
+                f"WHERE i.id IN ({marks})",
                 chunk,
             )
-            for item_id, content_id, kind, t, path, content_hash in rows:
+            for item_id, content_id, kind, t, path, content_hash, taken in rows:
                 path = None if path is None else from_db(path)
                 result[int(item_id)] = ItemRow(
-                    int(item_id), int(content_id), kind, t, path, content_hash
+                    int(item_id), int(content_id), kind, t, path, content_hash, taken
                 )
         return result
 
