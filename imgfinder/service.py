@@ -187,7 +187,8 @@ class ModelCheck:
 @dataclass(frozen=True)
 class Details:
     """What a viewer shows beside a result: the file's size and date from the catalog, a
-    video's length, and a photo's pixels, camera, lens and exposure from its EXIF."""
+    video's length, the other files holding the same picture, and a photo's pixels, camera,
+    lens and exposure from its EXIF."""
 
     size: int | None = None
     taken: str | None = None
@@ -197,6 +198,7 @@ class Details:
     camera: str | None = None
     lens: str | None = None
     exposure: str | None = None
+    copies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -881,6 +883,8 @@ class Service:
         target = self.collection(collection)
         facts = target.catalog.facts(hit.path)
         found = Details() if facts is None else Details(facts.size, facts.taken, facts.duration)
+        copies = tuple(self.display_names(collection, target.catalog.copies_of(hit.path)))
+        found = replace(found, copies=copies)
         if hit.kind != "image":
             return found
         try:

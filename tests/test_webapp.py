@@ -500,7 +500,7 @@ def test_text_helpers() -> None:
 
 
 def test_a_viewer_gets_each_result_s_facts_and_pictures(
-    service: Service, selection: Selection, album: Path
+    service: Service, selection: Selection, album: Path, tmp_path: Path
 ) -> None:
     from PIL import Image
 
@@ -509,8 +509,11 @@ def test_a_viewer_gets_each_result_s_facts_and_pictures(
     exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D"  # Make, Model
     exif[0x0132] = "2019:07:14 10:30:00"  # DateTime
     Image.open(photo).convert("RGB").save(photo.with_suffix(".jpg"), exif=exif)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copyfile(album / "red_1.png", copies / "red_1 copy.png")
     model = SearchModel(selection.collection, ColorEmbedder())
-    model.index([album])
+    model.index([album, copies])
     model.close()
     outcome = service.find(selection, Query.for_text("red"), 3, None)
     shot = next(hit for hit in outcome.hits if hit.path.endswith(".jpg"))
@@ -518,7 +521,10 @@ def test_a_viewer_gets_each_result_s_facts_and_pictures(
     assert (found.camera, found.taken, found.width) == ("Canon EOS 5D", "2019-07-14T10:30:00", 64)
     assert found.size == (album / "red_0.jpg").stat().st_size and found.duration is None
     plain = next(hit for hit in outcome.hits if hit.path.endswith("red_1.png"))
-    assert service.details(selection.collection, plain).taken.startswith("20")  # by its mtime
+    plain_details = service.details(selection.collection, plain)
+    assert plain_details.taken.startswith("20")  # by its mtime
+    assert plain_details.copies == ("red_1 copy.png",)  # the same picture, found elsewhere
+    assert found.copies == ()
     pictures = service.pictures(selection.collection, outcome.hits)
     assert set(pictures) == {hit.item_id for hit in outcome.hits}
     first = pictures[shot.item_id]

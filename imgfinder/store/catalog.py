@@ -462,6 +462,15 @@ class Catalog:
         )
         return FileFacts(*rows[0]) if rows else None
 
+    def copies_of(self, path: str) -> list[str]:
+        """The other files holding the same content as `path`, by name."""
+        rows = self._query(
+            "SELECT g.path FROM files f JOIN files g ON g.content_id = f.content_id "
+            "WHERE f.path = ? AND g.id != f.id ORDER BY g.path",
+            (to_db(path),),
+        )
+        return [from_db(row[0]) for row in rows]
+
     def unembedded(self, embedder_key: str | None) -> tuple[int, int]:
         """(files' contents not yet embedded by `embedder_key`, all contents that have a file):
         what an index run with that embedder still has to do (everything, for None: no

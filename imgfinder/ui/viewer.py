@@ -94,6 +94,8 @@ def details(found: Details, result: Result, index: int, count: int) -> None:
     camera = [part for part in (found.camera, found.lens, found.exposure) if part]
     if camera:
         st.caption(md(" · ".join(camera)))
+    if found.copies:
+        st.caption(md(t("Also at: {paths}", paths=", ".join(found.copies))))
 
 
 def buttons(service: Service, collection: str, result: Result, count: int) -> None:

@@ -238,6 +238,7 @@ RUSSIAN: dict[str, str] = {
         "Отменено. {headline} Запустите индексацию снова, чтобы продолжить."
     ),
     "Skipped files": "Пропущенные файлы",
+    "Also at: {paths}": "Также здесь: {paths}",
     "file": "файл",
     "reason": "причина",
     "Dismiss": "Закрыть",
