@@ -234,6 +234,7 @@ class SearchModel:
                 return False
             built = create_indexer(self.indexer_name, self.embedder.dim, **self.indexer_params)
             self._lend(built, snapshot.ids[:0])
+            _drop_strays(built, snapshot.ids)
             self._index, self._held, self._saved_as = built, Snapshot.empty(), None
         gone, added = snapshot.changes_from(self._held)
         if len(gone):
@@ -730,6 +731,18 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if path.exists():
             log.warning("measuring the calibration again; cannot read %s: %s", path, exc)
         return {}
+
+
+def _drop_strays(index: Indexer, ids: np.ndarray) -> None:
+    """Remove the points a persistent backend held before this build that the catalog does
+    not (a Qdrant server or folder filled by a process whose items are gone since, or by a
+    run that stopped before saving): each would take a slot of every search's top k."""
+    backend = innermost(index)
+    if isinstance(backend, QdrantIndexer) and len(backend):
+        stray = np.setdiff1d(backend.stored_ids(), ids)
+        if len(stray):
+            log.info("removing %d points the catalog no longer holds", len(stray))
+            index.remove(stray)
 
 
 def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> list[Hit]:

@@ -183,3 +183,26 @@ def test_a_new_qdrant_collection_indexes_the_payload_its_filters_read(
     index.refresh_payload(np.array([8]))
     assert index.without_payload().tolist() == []
     index.close()
+
+
+def test_points_the_catalog_does_not_hold_are_removed_when_the_index_is_built(
+    tmp_path: Path,
+) -> None:
+    """A Qdrant folder (or server) can hold points its catalog lost: a run that stopped
+    before saving, or another process's rebuild. Building the index from it drops them."""
+    folder, dim = tmp_path / "qdrant", ColorEmbedder().dim
+    stray = create_indexer("qdrant", dim, path=str(folder))
+    stray.add(np.array([10**9, 10**9 + 1]), np.ones((2, dim), np.float32) / np.sqrt(dim))
+    stray.close()
+    for colour in ("red", "blue"):
+        make_image(tmp_path / "photos" / f"{colour}.png", colour)
+    SearchModel(tmp_path / "collection", ColorEmbedder()).index([tmp_path / "photos"])
+    params = {"path": str(folder)}
+    model = SearchModel(
+        tmp_path / "collection", ColorEmbedder(), indexer="qdrant", indexer_params=params
+    )
+    try:
+        index = model.vector_index()
+        assert len(index) == 2 and 10**9 not in index.stored_ids().tolist()
+    finally:
+        model.close()

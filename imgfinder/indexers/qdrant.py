@@ -181,13 +181,21 @@ class QdrantIndexer(Indexer):
         empty = models.Filter(
             must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="kind"))]
         )
+        return self._ids(empty)
+
+    def stored_ids(self) -> np.ndarray:
+        """The id of every point the collection holds, ascending."""
+        return self._ids(None)
+
+    def _ids(self, only: Any) -> np.ndarray:
+        """The ids of the points passing the Qdrant filter `only` (None: all), ascending."""
         ids: list[int] = []
         offset = None
         while True:
             points, offset = self._call(
                 "scroll",
                 self.params["collection"],
-                scroll_filter=empty,
+                scroll_filter=only,
                 limit=8 * _BATCH,
                 offset=offset,
                 with_payload=False,
