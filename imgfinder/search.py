@@ -234,7 +234,7 @@ class SearchModel:
                 return False
             built = create_indexer(self.indexer_name, self.embedder.dim, **self.indexer_params)
             self._lend(built, snapshot.ids[:0])
-            _drop_strays(built, snapshot.ids)
+            self._drop_strays(built, snapshot.ids)
             self._index, self._held, self._saved_as = built, Snapshot.empty(), None
         gone, added = snapshot.changes_from(self._held)
         if len(gone):
@@ -253,6 +253,23 @@ class SearchModel:
             self._saved_as = None  # what is on disk no longer holds what memory holds
         self._held, self._generation = snapshot, snapshot.generation
         return self._saved_as != snapshot.generation
+
+    def _drop_strays(self, index: Indexer, ids: np.ndarray) -> None:
+        """Remove the points a persistent backend held before this build that the catalog
+        does not (a Qdrant server or folder filled by a process whose items are gone since,
+        or by a run that stopped before saving): each would take a slot of every search's
+        top k. Items another process committed since `ids` were read are kept: the catalog
+        is asked again after the server has been listed."""
+        backend = innermost(index)
+        if not isinstance(backend, QdrantIndexer) or not len(backend):
+            return
+        stray = np.setdiff1d(backend.stored_ids(), ids)
+        if len(stray):
+            known = self.collection.catalog.items(stray.tolist())
+            stray = stray[~np.isin(stray, np.fromiter(known, dtype=np.int64))]
+        if len(stray):
+            log.info("removing %d points the catalog does not hold", len(stray))
+            index.remove(stray)
 
     def _lend(self, index: Indexer, held: np.ndarray) -> None:
         """A re-ranking index scores its candidates with the collection's stored vectors; a
@@ -731,18 +748,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if path.exists():
             log.warning("measuring the calibration again; cannot read %s: %s", path, exc)
         return {}
-
-
-def _drop_strays(index: Indexer, ids: np.ndarray) -> None:
-    """Remove the points a persistent backend held before this build that the catalog does
-    not (a Qdrant server or folder filled by a process whose items are gone since, or by a
-    run that stopped before saving): each would take a slot of every search's top k."""
-    backend = innermost(index)
-    if isinstance(backend, QdrantIndexer) and len(backend):
-        stray = np.setdiff1d(backend.stored_ids(), ids)
-        if len(stray):
-            log.info("removing %d points the catalog no longer holds", len(stray))
-            index.remove(stray)
 
 
 def _merge_moments(pairs: list[tuple[float, int]], items: dict, gap: float) -> list[Hit]:
