@@ -119,18 +119,21 @@ def _decode(
         image.load()
         return _upright_rgb(image)
     box = _smallest_box(image.size, target_size, longer_side)
+    # draft() keeps each side at least the requested one; for the shorter side a target square
+    # asks exactly that (the box, rounded up to the shape, could cost a DCT scale step)
+    request = box if longer_side else (target_size, target_size)
     if image.format == "MPO" and (frames := _preview_frames(image)):
-        preview = _camera_preview(image, frames, box)
+        preview = _camera_preview(image, frames, box, request)
         if preview is not None:
             return _reduced(_upright_rgb(preview), target_size, longer_side)
         image = Image.open(handle)  # trying left the file on another picture: back to the photo
     if image.format in ("JPEG", "MPO", "HEIF"):
         # A JPEG's draft() divides by the largest of 8, 4, 2, 1 that keeps each side at least
-        # the requested one (DCT scaling); for the shorter side, a target square asks exactly
-        # that. pillow-heif's picks the smallest embedded thumbnail at least that size which
-        # is a scaled copy of the photo (same shape, rotation, crop and colour profile), else
-        # keeps the photo: a 12 MP HEIC costs about 1.9 s of CPU, its 320x240 thumbnail 20 ms.
-        image.draft("RGB", box if longer_side else (target_size, target_size))
+        # the requested one (DCT scaling). pillow-heif's picks the smallest embedded thumbnail
+        # at least that size which is a scaled copy of the photo (same shape, rotation, crop
+        # and colour profile), else keeps the photo: a 12 MP HEIC costs about 1.9 s of CPU,
+        # its 320x240 thumbnail 20 ms.
+        image.draft("RGB", request)
     image.load()
     return _reduced(_upright_rgb(image), target_size, longer_side)
 
@@ -157,11 +160,11 @@ def _preview_frames(image: Image.Image) -> list[int]:
 
 
 def _camera_preview(
-    image: Image.Image, frames: list[int], box: tuple[int, int]
+    image: Image.Image, frames: list[int], box: tuple[int, int], request: tuple[int, int]
 ) -> Image.Image | None:
-    """The first of `frames` that can stand in for the photo, decoded and carrying the photo's
-    EXIF: at least `box` on each side, smaller than the photo (so within its pixel budget) and
-    framed like it; else None, with `image` left anywhere.
+    """The first of `frames` that can stand in for the photo, decoded (drafted to `request`)
+    and carrying the photo's EXIF: at least `box` on each side, smaller than the photo (so
+    within its pixel budget) and framed like it; else None, with `image` left anywhere.
 
     Huffman decoding does not shrink with DCT scaling: a 12 MP photo costs about 46 ms of CPU
     even at 1/8 scale, the 1616x1080 preview a Sony camera stores beside it a fraction of that.
@@ -177,7 +180,7 @@ def _camera_preview(
                 continue
             if not _same_shape(image.size, (width, height)):
                 continue
-            image.draft("RGB", box)
+            image.draft("RGB", request)
             image.load()
         except Exception as exc:  # a damaged preview is no reason to lose the photo
             logger.debug("ignoring unreadable camera preview: %s", exc)
