@@ -422,10 +422,10 @@ def _why_no_hits(outcome: Any, threshold: float, filters: list[str]) -> str:
 
 
 def _format_hit(hit) -> str:
-    from imgfinder.timefmt import format_timestamp
+    from imgfinder.timefmt import format_taken, format_timestamp
 
     confidence = f"  confidence {hit.confidence:.2f}" if hit.confidence is not None else ""
-    taken = f"  {hit.taken[:16].replace('T', ' ')}" if hit.taken else ""
+    taken = f"  {format_taken(hit.taken)}" if hit.taken else ""
     if hit.kind == "video" and hit.t_start is not None:
         span = f"{format_timestamp(hit.t_start)}–{format_timestamp(hit.t_end)}"
         return f"{hit.path}  {span}  {hit.score:.3f}{confidence}{taken}"

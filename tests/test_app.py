@@ -354,7 +354,8 @@ def test_show_images_only_or_videos_only(app: AppTest, library: Path) -> None:
 def test_file_names_render_as_text_not_markup(app: AppTest) -> None:
     search(app, "purple")
     assert names(app)[0] == ODD_NAME
-    assert tiles(app)[0]["title"].split("\n")[0].endswith(ODD_NAME)
+    path, taken, _ = tiles(app)[0]["title"].split("\n")
+    assert path.endswith(ODD_NAME) and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", taken)
     assert tiles(app)[0]["name"] == "b>.png"  # the file's own name; the browser sets it as text
     rendered = [m.value for m in app.main.markdown] + captions(app) + [i.value for i in app.info]
     assert not any("<b>" in value or "](javascript" in value for value in rendered)

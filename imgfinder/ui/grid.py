@@ -12,7 +12,7 @@ import streamlit as st
 
 from imgfinder.service import Inline, Result
 from imgfinder.textfmt import display_path, shorten_middle
-from imgfinder.timefmt import format_timestamp
+from imgfinder.timefmt import format_taken, format_timestamp
 from imgfinder.ui import asset
 from imgfinder.ui.words import counted, t
 
@@ -74,7 +74,9 @@ def tile(result: Result, picture: Inline | None) -> dict[str, Any]:
         "ratio": ratio,
         "name": shorten_middle(Path(result.name).name, int(ratio * ROW_HEIGHT / CHAR_WIDTH)),
         "full_name": result.name,
-        "title": f"{display_path(hit.path)}\n{described}",
+        "title": "\n".join(
+            filter(None, (display_path(hit.path), format_taken(hit.taken), described))
+        ),
         "label": f"{result.name}, {described}",
         "score": hit.score,
         "badge": badge,
