@@ -27,9 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import write_result  # noqa: E402
+from common import StoredVectors, write_result  # noqa: E402
 
-from imgfinder.embedders.base import Embedder  # noqa: E402
 from imgfinder.filters import Filter  # noqa: E402
 from imgfinder.indexers.common import exact_search  # noqa: E402
 from imgfinder.search import SearchModel  # noqa: E402
@@ -69,26 +68,6 @@ MILLION = (
     "faiss IVF1024,PQ64 + re-rank",
     "faiss SQ8 (int8 store) + re-rank",
 )
-
-
-class BenchEmbedder(Embedder):
-    """Stands for the model that made the vectors: its key and width, nothing to embed."""
-
-    image_size = 32
-
-    @property
-    def key(self) -> str:
-        return KEY
-
-    @property
-    def dim(self) -> int:
-        return DIM
-
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("the bench searches stored vectors only")
-
-    def embed_texts(self, texts: Any) -> np.ndarray:
-        raise NotImplementedError("the bench searches stored vectors only")
 
 
 class Distribution:
@@ -144,7 +123,7 @@ def run_config(directory: Path, name: str, phase: str) -> dict[str, Any]:
     """One phase of one configuration, in this (fresh) process."""
     indexer, params, settings = CONFIGS[name]
     started = time.perf_counter()
-    model = SearchModel(directory, BenchEmbedder(), indexer=indexer, indexer_params=params)
+    model = SearchModel(directory, StoredVectors(KEY, DIM), indexer=indexer, indexer_params=params)
     index = model.vector_index()
     seconds = time.perf_counter() - started
     if phase == "build":

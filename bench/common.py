@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from imgfinder.embedders.base import Embedder
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -60,6 +62,30 @@ def camera_jpeg(
     data[where : where + 4] = struct.pack("<L", mp_type)
     path.write_bytes(bytes(data))
     return path
+
+
+class StoredVectors(Embedder):
+    """Stands for the model that made vectors a bench or a test wrote itself: its key and
+    width, nothing to embed."""
+
+    image_size = 32
+
+    def __init__(self, key: str, dim: int) -> None:
+        self._key, self._dim = key, dim
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("only stored vectors are searched here")
+
+    def embed_texts(self, texts: Any) -> np.ndarray:
+        raise NotImplementedError("only stored vectors are searched here")
 
 
 def write_result(name: str, data: dict[str, Any], table: str) -> None:

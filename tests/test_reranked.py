@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from imgfinder.embedders.base import Embedder
 from imgfinder.errors import IndexerError
 from imgfinder.filters import Filter
 from imgfinder.indexers.registry import create_indexer
@@ -17,32 +17,15 @@ from imgfinder.search import SearchModel
 from imgfinder.store.catalog import NewFile
 from imgfinder.store.collection import Collection
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import StoredVectors
+
 DIM = 64
 KEY = "stored-64"
 ROOT = "/photos"
 COUNT = 4000
 #: PQ codes of 16 bytes for 128 of float16: a rough ranking alone
 CODES = {"factory": "IVF16,PQ16", "nprobe": 16, "train_size": 2000}
-
-
-class StoredVectors(Embedder):
-    """The model that made the stored vectors: its key and width, nothing to embed."""
-
-    image_size = 32
-
-    @property
-    def key(self) -> str:
-        return KEY
-
-    @property
-    def dim(self) -> int:
-        return DIM
-
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("these tests search stored vectors only")
-
-    def embed_texts(self, texts: Any) -> np.ndarray:
-        raise NotImplementedError("these tests search stored vectors only")
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -74,10 +57,10 @@ def overlap(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_codes_find_the_candidates_and_the_stored_vectors_rank_them(collection: Path) -> None:
-    exact = SearchModel(collection, StoredVectors(), indexer="exact")
-    codes = SearchModel(collection, StoredVectors(), indexer="faiss", indexer_params=CODES)
+    exact = SearchModel(collection, StoredVectors(KEY, DIM), indexer="exact")
+    codes = SearchModel(collection, StoredVectors(KEY, DIM), indexer="faiss", indexer_params=CODES)
     reranked = SearchModel(
-        collection, StoredVectors(), indexer="faiss", indexer_params={**CODES, "rerank": 16}
+        collection, StoredVectors(KEY, DIM), indexer="faiss", indexer_params={**CODES, "rerank": 16}
     )
     queries = clustered(100, seed=2)
     truth_scores, truth = exact.vector_index().search(queries, 10)
@@ -95,9 +78,9 @@ def test_codes_find_the_candidates_and_the_stored_vectors_rank_them(collection: 
 
 def test_a_filtered_reranked_search_returns_k_of_the_filter(collection: Path) -> None:
     model = SearchModel(
-        collection, StoredVectors(), indexer="faiss", indexer_params={**CODES, "rerank": 16}
+        collection, StoredVectors(KEY, DIM), indexer="faiss", indexer_params={**CODES, "rerank": 16}
     )
-    exact = SearchModel(collection, StoredVectors(), indexer="exact")
+    exact = SearchModel(collection, StoredVectors(KEY, DIM), indexer="exact")
     allowed = model.passing(Filter(folder=f"{ROOT}/f07"))
     assert allowed is not None and len(allowed) == COUNT // 100
     queries = clustered(20, seed=3)
@@ -113,7 +96,7 @@ def test_a_saved_reranked_index_is_loaded_with_the_stored_vectors(
     collection: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     params = {**CODES, "rerank": 4}
-    first = SearchModel(collection, StoredVectors(), indexer="faiss", indexer_params=params)
+    first = SearchModel(collection, StoredVectors(KEY, DIM), indexer="faiss", indexer_params=params)
     queries = clustered(5, seed=4)
     expected = first.vector_index().search(queries, 10)  # built, then saved for the next
     first.close()
@@ -122,7 +105,7 @@ def test_a_saved_reranked_index_is_loaded_with_the_stored_vectors(
         raise AssertionError("the saved index was built again instead of loaded")
 
     monkeypatch.setattr("imgfinder.search.create_indexer", not_built)
-    again = SearchModel(collection, StoredVectors(), indexer="faiss", indexer_params=params)
+    again = SearchModel(collection, StoredVectors(KEY, DIM), indexer="faiss", indexer_params=params)
     index = again.vector_index()
     assert isinstance(index, RerankedIndexer) and index.factor == 4
     np.testing.assert_array_equal(index.search(queries, 10)[1], expected[1])
@@ -140,7 +123,9 @@ def test_without_stored_vectors_a_reranked_index_says_what_it_needs() -> None:
 
 
 def test_auto_keeps_the_re_ranking_it_was_asked_for(collection: Path) -> None:
-    model = SearchModel(collection, StoredVectors(), indexer="auto", indexer_params={"rerank": 2})
+    model = SearchModel(
+        collection, StoredVectors(KEY, DIM), indexer="auto", indexer_params={"rerank": 2}
+    )
     index = model.vector_index()
     assert isinstance(index, RerankedIndexer) and index.inner.name == "exact"
     assert model.indexer_params == {"rerank": 2}
@@ -152,7 +137,9 @@ def test_auto_keeps_the_re_ranking_it_was_asked_for(collection: Path) -> None:
 def test_candidates_the_catalog_no_longer_holds_are_dropped_not_fatal(collection: Path) -> None:
     """A shared Qdrant server can keep points of items another process removed: re-ranking
     skips them instead of failing the search."""
-    model = SearchModel(collection, StoredVectors(), indexer="exact", indexer_params={"rerank": 4})
+    model = SearchModel(
+        collection, StoredVectors(KEY, DIM), indexer="exact", indexer_params={"rerank": 4}
+    )
     queries = clustered(5, seed=4)
     index = model.vector_index()
     expected_scores, expected = index.search(queries, 10)
