@@ -628,10 +628,11 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/collections/{name}/jobs/current", tags=["indexing"])
     def job(name: str) -> JobOut:
-        status = service.job_status(service.named(name))
+        path = service.named(name)
+        status = service.job_status(path)
         if status is None:
             raise NotFoundError(f"the collection {name} has no index job")
-        return _job_out(service, service.named(name), status)
+        return _job_out(service, path, status)
 
     @app.get("/collections/{name}/jobs/current/events", tags=["indexing"])
     async def job_events(name: str) -> StreamingResponse:

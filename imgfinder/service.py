@@ -1070,16 +1070,16 @@ class Service:
         if not path.exists():
             raise ConfigError(f"there is no folder at {path}")
         allowed = self.settings.indexable_roots()
+        target = self.collection(selection.collection)
         # the collection's own folders were chosen by whoever built it: indexing them again
         # (new photos, moved ones) reads nothing the server does not already show
-        held = self.collection(selection.collection).catalog.roots()
         real = os.path.realpath(path)
-        if not any(is_under(real, root) for root in [*allowed, *held]):
+        if not any(is_under(real, root) for root in [*allowed, *target.catalog.roots()]):
             raise ConfigError(
                 f"this server may only index folders under {', '.join(map(str, allowed))} "
                 f"or the collection's own; IMGFINDER_ALLOWED_ROOTS sets which"
             )
-        if is_under(path, self.collection(selection.collection).dir):
+        if is_under(path, target.dir):
             raise ConfigError("that folder is inside the collection itself")
         model = self.model(selection)
         key = str(model.collection.dir)
